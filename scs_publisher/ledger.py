@@ -1,0 +1,324 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""The ledger: the one durable store every process shares.
+
+Tables:
+
+``intake_keys``
+    One row per accepted input (event message_id, sample content key) for
+    ``dedup_retention`` seconds; a second arrival of the key is dropped.
+``outbox``
+    What the sinks receive, in the order it was accepted. ``content`` says
+    which sinks want it (``raw`` now, ``billing`` for billing events).
+``sink_state``
+    Per sink: the cursor (last outbox id handled), the batch in flight,
+    its failures and backoff, and the lease that says which process
+    delivers for the sink right now.
+``dead_letters`` / ``replays``
+    Items a sink gave up on, and items an operator asked to send again.
+``quarantine``
+    Input that could not be understood, with the reason, for an operator.
+
+The schema is versioned in ``ledger_meta`` and created or upgraded on first
+use by whichever process gets there first (see :data:`MIGRATIONS`).
+"""
+
+import contextlib
+import functools
+import os
+import threading
+import time
+
+from oslo_log import log
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy import exc as sa_exc
+
+LOG = log.getLogger(__name__)
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
+
+metadata = sa.MetaData()
+
+ledger_meta = sa.Table(
+    'ledger_meta', metadata,
+    sa.Column('key', sa.String(64), primary_key=True),
+    sa.Column('value', sa.String(255), nullable=False),
+)
+
+intake_keys = sa.Table(
+    'intake_keys', metadata,
+    sa.Column('key', sa.String(64), primary_key=True),
+    sa.Column('seen_at', sa.Float, nullable=False, index=True),
+)
+
+outbox = sa.Table(
+    'outbox', metadata,
+    sa.Column('id', BigId, primary_key=True, autoincrement=True),
+    sa.Column('content', sa.String(16), nullable=False),
+    sa.Column('kind', sa.String(32), nullable=False),
+    sa.Column('item_id', sa.String(255), nullable=False),
+    sa.Column('event_type', sa.String(255), nullable=False),
+    sa.Column('project_id', sa.String(255)),
+    sa.Column('created_at', sa.Float, nullable=False),
+    sa.Column('payload', sa.Text().with_variant(
+        sa.dialects.mysql.LONGTEXT(), 'mysql'), nullable=False),
+    sa.Index('ix_outbox_content_id', 'content', 'id'),
+    sa.Index('ix_outbox_created_at', 'created_at'),
+)
+
+sink_state = sa.Table(
+    'sink_state', metadata,
+    sa.Column('sink', sa.String(200), primary_key=True),
+    sa.Column('cursor', BigId, nullable=False, default=0),
+    sa.Column('delivered', BigId, nullable=False, default=0),
+    sa.Column('lease_owner', sa.String(200)),
+    sa.Column('lease_until', sa.Float),
+    sa.Column('inflight_source', sa.String(16)),
+    sa.Column('inflight_last', BigId),
+    sa.Column('attempts', sa.Integer, nullable=False, default=0),
+    sa.Column('first_failure_at', sa.Float),
+    sa.Column('next_attempt_at', sa.Float),
+    sa.Column('last_error', sa.Text),
+)
+
+dead_letters = sa.Table(
+    'dead_letters', metadata,
+    sa.Column('sink', sa.String(200), primary_key=True),
+    sa.Column('outbox_id', BigId, primary_key=True),
+    sa.Column('reason', sa.Text, nullable=False),
+    sa.Column('status_code', sa.Integer),
+    sa.Column('response', sa.Text),
+    sa.Column('attempts', sa.Integer, nullable=False),
+    sa.Column('dead_at', sa.Float, nullable=False),
+)
+
+replays = sa.Table(
+    'replays', metadata,
+    sa.Column('sink', sa.String(200), primary_key=True),
+    sa.Column('outbox_id', BigId, primary_key=True),
+    sa.Column('requested_at', sa.Float, nullable=False),
+)
+
+quarantine = sa.Table(
+    'quarantine', metadata,
+    sa.Column('id', BigId, primary_key=True, autoincrement=True),
+    sa.Column('kind', sa.String(32), nullable=False),
+    sa.Column('reason', sa.Text, nullable=False),
+    sa.Column('excerpt', sa.Text),
+    sa.Column('quarantined_at', sa.Float, nullable=False),
+)
+
+SCHEMA_VERSION_KEY = 'schema_version'
+# The row every outbox writer locks first. On MariaDB and PostgreSQL this
+# makes outbox ids commit in id order, so a sink's cursor never passes an
+# id whose transaction has not committed yet. SQLite serializes writers
+# anyway (BEGIN IMMEDIATE).
+OUTBOX_LOCK_KEY = 'outbox_writer'
+
+
+def _create_v1(conn):
+    metadata.create_all(conn)
+    conn.execute(sa.insert(ledger_meta),
+                 [{'key': OUTBOX_LOCK_KEY, 'value': '0'}])
+
+
+# Each step brings the schema from version N to N + 1, in one transaction.
+MIGRATIONS = [_create_v1]
+
+
+class LedgerUnavailable(Exception):
+    """The ledger cannot be reached or written right now."""
+
+
+class Ledger:
+    """Owns the SQLAlchemy engine; opened on first use, never in __init__."""
+
+    def __init__(self, url, sqlite_synchronous='normal'):
+        self.url = sa.engine.make_url(url)
+        self._sqlite_synchronous = sqlite_synchronous.upper()
+        self._engine = None
+        self._lock = threading.Lock()
+        self._sqlite_writer = threading.Lock()
+
+    @property
+    def is_sqlite(self):
+        return self.url.get_backend_name() == 'sqlite'
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = self._open()
+        return self._engine
+
+    def _open(self):
+        if self.is_sqlite:
+            engine = self._open_sqlite()
+        else:
+            engine = sa.create_engine(self.url, pool_pre_ping=True,
+                                      pool_size=10, max_overflow=60)
+        try:
+            self._upgrade(engine)
+        except sa_exc.SQLAlchemyError as exc:
+            engine.dispose()
+            raise LedgerUnavailable(_describe(exc)) from exc
+        return engine
+
+    def _open_sqlite(self):
+        path = self.url.database
+        if path and path != ':memory:':
+            directory = os.path.dirname(os.path.abspath(path))
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            # Created 0600 before SQLite opens it; SQLite gives its -wal and
+            # -shm files the same mode.
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        engine = sa.create_engine(
+            self.url, connect_args={'timeout': 60,
+                                    'check_same_thread': False})
+        synchronous = self._sqlite_synchronous
+
+        @sa_event.listens_for(engine, 'connect')
+        def _on_connect(dbapi_conn, _record):
+            # Let SQLAlchemy, not pysqlite, decide when transactions begin.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute('PRAGMA journal_mode=WAL')
+            cur.execute('PRAGMA synchronous=%s' % synchronous)
+            cur.execute('PRAGMA busy_timeout=60000')
+            cur.close()
+
+        @sa_event.listens_for(engine, 'begin')
+        def _on_begin(conn):
+            # Take the write lock up front: a deferred transaction that
+            # upgrades from read to write fails at once on contention
+            # instead of waiting for busy_timeout.
+            conn.exec_driver_sql('BEGIN IMMEDIATE')
+
+        return engine
+
+    def _upgrade(self, engine):
+        with engine.begin() as conn:
+            version = _schema_version(conn)
+            if version >= len(MIGRATIONS):
+                return
+        for attempt in range(5):
+            try:
+                with engine.begin() as conn:
+                    version = _schema_version(conn)
+                    for step in MIGRATIONS[version:]:
+                        step(conn)
+                        version += 1
+                        LOG.info('Ledger schema upgraded to version %d',
+                                 version)
+                    _set_schema_version(conn, version)
+                return
+            except (sa_exc.IntegrityError, sa_exc.OperationalError,
+                    sa_exc.ProgrammingError):
+                # Another process is creating the schema at the same time
+                # (DDL is not transactional on MariaDB); look again.
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    @contextlib.contextmanager
+    def begin(self):
+        """A transaction (a connection inside it).
+
+        On SQLite the threads of one process take turns here: SQLite
+        allows one writer at a time, and its busy handler, which sleeps and
+        polls, is far slower than a lock among threads.
+        """
+        if self.is_sqlite:
+            with self._sqlite_writer, self.engine.begin() as conn:
+                yield conn
+        else:
+            with self.engine.begin() as conn:
+                yield conn
+
+    def lock_outbox(self, conn):
+        """Serialize outbox writers (see :data:`OUTBOX_LOCK_KEY`)."""
+        if not self.is_sqlite:
+            conn.execute(
+                sa.update(ledger_meta)
+                .where(ledger_meta.c.key == OUTBOX_LOCK_KEY)
+                .values(value=ledger_meta.c.value))
+
+    def dispose(self):
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def prune(self, now, dedup_retention, outbox_retention, sinks):
+        """Forget expired intake keys and delivered outbox items.
+
+        An outbox item stays while any of ``sinks`` has not passed it, while
+        it is dead-lettered or queued for replay for any sink, and for
+        ``outbox_retention`` seconds after it was accepted.
+        """
+        with self.begin() as conn:
+            keys = conn.execute(
+                sa.delete(intake_keys)
+                .where(intake_keys.c.seen_at < now - dedup_retention)
+            ).rowcount
+            cursors = [row.cursor for row in conn.execute(
+                sa.select(sink_state.c.cursor)
+                .where(sink_state.c.sink.in_(list(sinks))))]
+            items = 0
+            if cursors and len(cursors) == len(set(sinks)):
+                held = sa.union(sa.select(dead_letters.c.outbox_id),
+                                sa.select(replays.c.outbox_id))
+                items = conn.execute(
+                    sa.delete(outbox)
+                    .where(outbox.c.id <= min(cursors))
+                    .where(outbox.c.created_at < now - outbox_retention)
+                    .where(outbox.c.id.not_in(held))
+                ).rowcount
+        return keys, items
+
+
+def _schema_version(conn):
+    if not sa.inspect(conn).has_table('ledger_meta'):
+        return 0
+    value = conn.execute(
+        sa.select(ledger_meta.c.value)
+        .where(ledger_meta.c.key == SCHEMA_VERSION_KEY)).scalar()
+    return int(value) if value is not None else 0
+
+
+def _set_schema_version(conn, version):
+    updated = conn.execute(
+        sa.update(ledger_meta)
+        .where(ledger_meta.c.key == SCHEMA_VERSION_KEY)
+        .values(value=str(version))).rowcount
+    if not updated:
+        conn.execute(sa.insert(ledger_meta).values(
+            key=SCHEMA_VERSION_KEY, value=str(version)))
+
+
+def _describe(exc):
+    """A database error without its SQL and parameters (they may hold
+    payloads or, in a URL, a password)."""
+    orig = getattr(exc, 'orig', None)
+    return '%s: %s' % (type(orig or exc).__name__, orig or exc)
+
+
+def translate_errors(func):
+    """Decorator: database errors surface as :class:`LedgerUnavailable`."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except sa_exc.SQLAlchemyError as exc:
+            raise LedgerUnavailable(_describe(exc)) from exc
+    return wrapper

@@ -1,0 +1,162 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Configuration options: ``[scs_publisher]`` and one ``[sink:NAME]`` per sink.
+
+Sink groups are named by the operator, so they are registered at run time
+from ``[scs_publisher] sinks``. The options of a sink are the common ones
+below plus those its driver declares (see :mod:`scs_publisher.sinks`).
+"""
+
+import os
+
+from oslo_config import cfg
+
+GROUP = 'scs_publisher'
+
+
+class ConfigError(Exception):
+    """A configuration that cannot work; the message names the option."""
+
+# Five seconds, then minutes, then hours: in the spirit of Standard Webhooks.
+# The last step repeats until ``max_retry_age`` has passed.
+DEFAULT_RETRY_SCHEDULE = [5, 30, 120, 600, 1800, 3600, 10800, 21600]
+
+PUBLISHER_OPTS = [
+    cfg.StrOpt('state_path',
+               default='/var/lib/ceilometer/scs_publisher',
+               help='Directory for the default SQLite ledger and for the '
+                    'fallback journal of samples that could not be written '
+                    'to the ledger. Created 0700 if missing.'),
+    cfg.StrOpt('connection',
+               secret=True,
+               help='SQLAlchemy URL of the ledger. Defaults to an SQLite '
+                    'file "ledger.sqlite" under state_path, which serves '
+                    'every agent on one host. Agents on several hosts share '
+                    'a ledger on MariaDB ("mysql+pymysql://...") or '
+                    'PostgreSQL ("postgresql+psycopg://...").'),
+    cfg.StrOpt('source',
+               default='RegionOne',
+               help='Identity of this cloud or region. Used as the '
+                    'CloudEvents "source" (/scs/<source>) and in the '
+                    'deterministic ids of billing events, so two regions '
+                    'never produce the same id.'),
+    cfg.ListOpt('sinks',
+                default=[],
+                help='Names of the sinks to deliver to. Each name needs a '
+                     'group [sink:NAME] with at least "url".'),
+    cfg.IntOpt('dedup_retention',
+               default=7 * 24 * 3600, min=3600,
+               help='Seconds an intake key (an event message_id, a sample '
+                    'content key) is kept to drop redelivered duplicates. '
+                    'Must outlast RabbitMQ redelivery and agent restarts.'),
+    cfg.IntOpt('outbox_retention',
+               default=7 * 24 * 3600, min=0,
+               help='Seconds an outbox item is kept after every sink has '
+                    'delivered it, so that "scs-publisher replay" can send '
+                    'a time range again. Items still pending or dead-'
+                    'lettered for any sink are never removed.'),
+    cfg.BoolOpt('dispatch_in_agent',
+                default=True,
+                help='Run the dispatcher as threads inside the Ceilometer '
+                     'agent. Turn off to run "scs-publisher deliver" as a '
+                     'separate service instead.'),
+    cfg.FloatOpt('poll_interval',
+                 default=0.2, min=0.01,
+                 help='Seconds between a dispatcher\'s looks at the ledger '
+                      'for items written by other processes. Items written '
+                      'in the same process wake the dispatcher at once.'),
+    cfg.IntOpt('lease_seconds',
+               default=60, min=5,
+               help='How long a dispatcher owns a sink before another '
+                    'process may take it over. Renewed while it works; '
+                    'raised automatically to twice a sink\'s timeout.'),
+    cfg.StrOpt('sqlite_synchronous',
+               default='normal',
+               choices=[('normal', 'A commit survives a crash or SIGKILL '
+                         'of the agent (WAL); the last commits may be lost '
+                         'on power failure.'),
+                        ('full', 'Every commit is synced to disk; survives '
+                         'power failure, at a cost per commit.')],
+               help='Durability of the SQLite ledger.'),
+]
+
+SINK_OPTS = [
+    cfg.URIOpt('url',
+               help='Where to deliver. The scheme picks the driver: '
+                    'https://, http://, file:// (entry point group '
+                    'scs_publisher.sinks).'),
+    cfg.StrOpt('format',
+               default='ceilometer',
+               help='Wire format. "ceilometer": a JSON array in the shape '
+                    'Ceilometer\'s http publisher posts (SCS-0412). '
+                    '"cloudevents": CloudEvents 1.0 batch '
+                    '(application/cloudevents-batch+json). Other formats '
+                    'come from the entry point group scs_publisher.formats.'),
+    cfg.StrOpt('content',
+               default='billing',
+               choices=[('billing', 'Finalized billing events.'),
+                        ('raw', 'The samples and events Ceilometer hands '
+                         'to scs://, as its http publisher would send '
+                         'them.')],
+               help='What this sink receives.'),
+    cfg.IntOpt('batch_size',
+               default=100, min=1, max=10000,
+               help='Most items in one delivery.'),
+    cfg.ListOpt('retry_schedule',
+                item_type=cfg.types.Integer(min=0),
+                default=DEFAULT_RETRY_SCHEDULE,
+                help='Seconds to wait before each retry of a failed '
+                     'delivery (with 20% jitter); the last step repeats. '
+                     'A Retry-After answer overrides the step.'),
+    cfg.IntOpt('max_retry_age',
+               default=3 * 24 * 3600, min=0,
+               help='Seconds after which a failing item becomes a dead '
+                    'letter, counted from when it entered the ledger.'),
+    cfg.ListOpt('event_types',
+                default=['*'],
+                help='Deliver only items whose event type (or meter name, '
+                     'for raw samples) matches one of these shell patterns. '
+                     'Items filtered out count as delivered.'),
+    cfg.ListOpt('projects',
+                default=[],
+                help='Deliver only items of these project ids. Empty: all '
+                     'projects.'),
+]
+
+
+def register_publisher_opts(conf):
+    conf.register_opts(PUBLISHER_OPTS, group=GROUP)
+
+
+def sink_group(name):
+    return 'sink:%s' % name
+
+
+def ledger_url(conf):
+    """The configured ledger URL, or the default SQLite file."""
+    group = conf[GROUP]
+    if group.connection:
+        return group.connection
+    return 'sqlite:///' + os.path.join(group.state_path, 'ledger.sqlite')
+
+
+def list_opts():
+    """Options for oslo-config-generator.
+
+    Sink groups are named by the operator; ``[sink:example]`` shows what
+    such a group holds for the http driver.
+    """
+    from scs_publisher.sinks import http
+    return [
+        (GROUP, PUBLISHER_OPTS),
+        (sink_group('example'), SINK_OPTS + http.HttpSink.OPTS),
+    ]

@@ -1,0 +1,131 @@
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""What one process shares among its ``scs://`` publishers.
+
+Ceilometer builds one publisher per pipeline manager (samples and events),
+and forks worker processes. Each process gets one :class:`Runtime` per
+configuration: one ledger engine, one intake, one fallback journal and, if
+``dispatch_in_agent``, one dispatcher. State that must survive lives in the
+ledger, never here.
+"""
+
+import os
+import threading
+import time
+
+from oslo_log import log
+
+from scs_publisher import dispatch
+from scs_publisher import intake as intake_mod
+from scs_publisher import journal as journal_mod
+from scs_publisher import ledger as ledger_mod
+from scs_publisher import opts
+from scs_publisher.sinks import loader
+
+LOG = log.getLogger(__name__)
+
+_RUNTIMES = {}
+_RUNTIMES_LOCK = threading.Lock()
+
+
+class Runtime:
+    def __init__(self, conf, start_dispatcher=None):
+        opts.register_publisher_opts(conf)
+        self.conf = conf
+        group = conf[opts.GROUP]
+        self.ledger = ledger_mod.Ledger(opts.ledger_url(conf),
+                                        group.sqlite_synchronous)
+        self.intake = intake_mod.Intake(self.ledger)
+        self.journal = journal_mod.Journal(group.state_path)
+        self.sinks, self.config_errors = loader.load_sinks(conf)
+        for error in self.config_errors:
+            LOG.error('scs_publisher: sink not started: %s. Its items stay '
+                      'in the ledger until the configuration is fixed.',
+                      error)
+        self._journal_dirty = None  # unknown until first looked at
+        self.dispatcher = None
+        if start_dispatcher is None:
+            start_dispatcher = group.dispatch_in_agent
+        if start_dispatcher:
+            self.start_dispatcher()
+
+    def start_dispatcher(self):
+        group = self.conf[opts.GROUP]
+        self.dispatcher = dispatch.Dispatcher(
+            self.ledger, self.sinks, group.source,
+            lease_seconds=group.lease_seconds,
+            poll_interval=group.poll_interval,
+            housekeeping=self.housekeeping)
+        self.dispatcher.start()
+        return self.dispatcher
+
+    def stop(self):
+        if self.dispatcher:
+            self.dispatcher.stop()
+        self.ledger.dispose()
+
+    def accept(self, records, quarantined=()):
+        """Commit records to the ledger; raises ``LedgerUnavailable``."""
+        result = self.intake.accept(records, quarantined)
+        if self._journal_dirty is not False:
+            self.replay_journal()
+        if result.accepted and self.dispatcher:
+            self.dispatcher.notify()
+        return result
+
+    def accept_or_journal(self, records, quarantined=()):
+        """Commit records, or keep them in the fallback journal."""
+        try:
+            return self.accept(records, quarantined)
+        except ledger_mod.LedgerUnavailable as exc:
+            self.journal.append(records)
+            self._journal_dirty = True
+            LOG.warning('Ledger unavailable (%s): %d samples kept in the '
+                        'fallback journal %s', exc, len(records),
+                        self.journal.path)
+            for kind, reason, _excerpt in quarantined:
+                LOG.error('Malformed %s dropped while the ledger is '
+                          'unavailable: %s', kind, reason)
+            return None
+
+    def replay_journal(self):
+        try:
+            count = self.journal.replay(self.intake)
+        except ledger_mod.LedgerUnavailable:
+            return 0
+        self._journal_dirty = False
+        if count and self.dispatcher:
+            self.dispatcher.notify()
+        return count
+
+    def housekeeping(self):
+        self.replay_journal()
+        group = self.conf[opts.GROUP]
+        keys, items = self.ledger.prune(
+            time.time(), group.dedup_retention, group.outbox_retention,
+            [sink.name for sink in self.sinks])
+        if keys or items:
+            LOG.debug('Pruned %d intake keys and %d outbox items', keys,
+                      items)
+
+
+def get_runtime(conf):
+    """The process's :class:`Runtime` for ``conf``; a forked child gets its
+    own (database connections and threads do not survive a fork)."""
+    key = (id(conf), os.getpid())
+    runtime = _RUNTIMES.get(key)
+    if runtime is None:
+        with _RUNTIMES_LOCK:
+            runtime = _RUNTIMES.get(key)
+            if runtime is None:
+                runtime = _RUNTIMES[key] = Runtime(conf)
+    return runtime
