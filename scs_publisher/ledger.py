@@ -40,6 +40,7 @@ import time
 
 from oslo_log import log
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
 
@@ -71,7 +72,7 @@ outbox = sa.Table(
     sa.Column('project_id', sa.String(255)),
     sa.Column('created_at', sa.Float, nullable=False),
     sa.Column('payload', sa.Text().with_variant(
-        sa.dialects.mysql.LONGTEXT(), 'mysql'), nullable=False),
+        mysql.LONGTEXT(), 'mysql'), nullable=False),
     sa.Index('ix_outbox_content_id', 'content', 'id'),
     sa.Index('ix_outbox_created_at', 'created_at'),
 )
