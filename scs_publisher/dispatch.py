@@ -59,7 +59,7 @@ def backoff(schedule, attempts, retry_after=None, rand=random.random):
 
 class SinkWorker(threading.Thread):
     def __init__(self, ledger, sink, owner, source, lease_seconds,
-                 poll_interval, stopping):
+                 poll_interval, stopping, linger=0.0):
         super().__init__(name='scs-sink-%s' % sink.name, daemon=True)
         self.sink = sink
         self.queue = sink_queue.SinkQueue(ledger, sink.name, sink.content)
@@ -67,34 +67,43 @@ class SinkWorker(threading.Thread):
         self.source = source
         self.lease_seconds = max(lease_seconds, 2 * sink.driver.timeout + 5)
         self.poll_interval = poll_interval
+        self.linger = linger
         self.stopping = stopping
         self.wakeup = threading.Event()
 
     def notify(self):
         self.wakeup.set()
 
-    def _wait(self, seconds):
-        self.wakeup.wait(max(0.0, seconds))
+    def _pause(self, seconds, until_new_items):
+        """Wait ``seconds``; with ``until_new_items``, new items in this
+        process end the wait early (after a short linger, so that items
+        arriving one notification at a time gather into one delivery)."""
+        if not until_new_items:
+            self.stopping.wait(seconds)
+            return
+        woken = self.wakeup.wait(max(0.0, seconds))
         self.wakeup.clear()
+        if woken and self.linger:
+            self.stopping.wait(self.linger)
 
     def run(self):
         while not self.stopping.is_set():
             try:
-                delay = self.step()
+                delay, until_new_items = self.step()
             except ledger_mod.LedgerUnavailable as exc:
                 LOG.warning('Sink %s: ledger unavailable (%s); retrying in '
                             '%.0f s', self.sink.name, exc,
                             LEDGER_RETRY_SECONDS)
-                delay = LEDGER_RETRY_SECONDS
+                delay, until_new_items = LEDGER_RETRY_SECONDS, False
             except sink_queue.LeaseLost:
                 LOG.warning('Sink %s: lease lost to another process',
                             self.sink.name)
-                delay = self.poll_interval
+                delay, until_new_items = self.poll_interval, False
             except Exception:
                 LOG.exception('Sink %s: unexpected error', self.sink.name)
-                delay = LEDGER_RETRY_SECONDS
+                delay, until_new_items = LEDGER_RETRY_SECONDS, False
             if delay:
-                self._wait(delay)
+                self._pause(delay, until_new_items)
         try:
             self.queue.release(self.owner)
         except ledger_mod.LedgerUnavailable:
@@ -102,22 +111,28 @@ class SinkWorker(threading.Thread):
         self.sink.driver.close()
 
     def step(self):
-        """Deliver at most one batch; returns seconds to wait before the
-        next step (0: go on at once)."""
-        if not self.queue.acquire(self.owner, self.lease_seconds):
-            return min(self.lease_seconds / 4, 5.0)
-        batch = self.queue.head(self.owner, self.sink.batch_size)
+        """Deliver at most one batch. Returns how long to pause before the
+        next step, and whether new items may end the pause."""
+        try:
+            batch = self.queue.head(self.owner, self.sink.batch_size,
+                                    self.lease_seconds)
+        except sink_queue.LeaseHeld:
+            return min(self.lease_seconds / 4, 5.0), False
         if batch is None:
-            return self.poll_interval
+            return self.poll_interval, True
         now = time.time()
         if batch.next_attempt_at and batch.next_attempt_at > now:
-            return min(batch.next_attempt_at - now, self.lease_seconds / 4)
+            return min(batch.next_attempt_at - now,
+                       self.lease_seconds / 4), False
         wanted = [item for item in batch.items if self.sink.wants(item)]
         if not wanted:
             self.queue.complete(self.owner, batch, 0)
-            return 0
+            return 0, False
         self._deliver(batch, wanted)
-        return 0
+        if len(batch.items) < self.sink.batch_size:
+            # Caught up: let the next items gather before the next batch.
+            return self.linger, False
+        return 0, False
 
     def _deliver(self, batch, items):
         fmt = self.sink.format
@@ -181,7 +196,7 @@ class Dispatcher:
     HOUSEKEEPING_SECONDS = 60.0
 
     def __init__(self, ledger, sinks_, source, lease_seconds=60,
-                 poll_interval=0.2, housekeeping=None):
+                 poll_interval=0.2, linger=0.0, housekeeping=None):
         self.ledger = ledger
         self.sinks = sinks_
         self.stopping = threading.Event()
@@ -189,7 +204,7 @@ class Dispatcher:
                                    uuid.uuid4().hex[:8])
         self.workers = [
             SinkWorker(ledger, sink, self.owner, source, lease_seconds,
-                       poll_interval, self.stopping)
+                       poll_interval, self.stopping, linger)
             for sink in sinks_]
         self._housekeeping = housekeeping
         self._housekeeper = None

@@ -13,17 +13,13 @@
 
 It drops records whose key was seen before, remembers the new keys and
 appends the new records to the outbox, all in one commit, so a record is
-either fully accepted or not at all.
+either fully accepted or not at all. It runs once per notification, so it
+uses the ledger's precompiled statements (see ``Ledger.raw_transaction``).
 """
 
 import time
 
-import sqlalchemy as sa
-
 from scs_publisher import ledger as ledger_mod
-
-# Bounds the size of the IN (...) list of one dedup query.
-_KEY_CHUNK = 500
 
 
 class IntakeResult:
@@ -38,7 +34,6 @@ class Intake:
     def __init__(self, ledger):
         self.ledger = ledger
 
-    @ledger_mod.translate_errors
     def accept(self, records, quarantined=()):
         """Commit ``records`` (deduplicated) and ``quarantined`` entries.
 
@@ -47,37 +42,27 @@ class Intake:
         :raises LedgerUnavailable: nothing was committed.
         """
         now = time.time()
-        with self.ledger.begin() as conn:
-            self.ledger.lock_outbox(conn)
-            fresh = self._drop_seen(conn, records)
+        sql = self.ledger.statements
+        fresh = []
+        with self.ledger.raw_transaction() as cursor:
+            for record in records:
+                # The key insert is the dedup check: it inserts nothing if
+                # the key is there, from an earlier call or this batch.
+                cursor.execute(sql.insert_key.sql, sql.insert_key.params(
+                    {'key': record.dedup_key, 'seen_at': now}))
+                if cursor.rowcount == 1:
+                    fresh.append(record)
             if fresh:
-                conn.execute(sa.insert(ledger_mod.intake_keys), [
-                    {'key': r.dedup_key, 'seen_at': now} for r in fresh])
-                conn.execute(sa.insert(ledger_mod.outbox), [
-                    {'content': r.content, 'kind': r.kind,
-                     'item_id': r.item_id, 'event_type': r.event_type,
-                     'project_id': r.project_id, 'created_at': now,
-                     'payload': r.payload} for r in fresh])
+                cursor.executemany(sql.insert_outbox.sql, [
+                    sql.insert_outbox.params({
+                        'content': r.content, 'kind': r.kind,
+                        'item_id': r.item_id, 'event_type': r.event_type,
+                        'project_id': r.project_id, 'created_at': now,
+                        'payload': r.payload}) for r in fresh])
             if quarantined:
-                conn.execute(sa.insert(ledger_mod.quarantine), [
-                    {'kind': kind, 'reason': reason,
-                     'excerpt': excerpt, 'quarantined_at': now}
+                cursor.executemany(sql.insert_quarantine.sql, [
+                    sql.insert_quarantine.params({
+                        'kind': kind, 'reason': reason, 'excerpt': excerpt,
+                        'quarantined_at': now})
                     for kind, reason, excerpt in quarantined])
         return IntakeResult(len(fresh), len(records) - len(fresh))
-
-    @staticmethod
-    def _drop_seen(conn, records):
-        keys = ledger_mod.intake_keys.c.key
-        seen = set()
-        wanted = list({r.dedup_key for r in records})
-        for start in range(0, len(wanted), _KEY_CHUNK):
-            chunk = wanted[start:start + _KEY_CHUNK]
-            seen.update(conn.execute(
-                sa.select(keys).where(keys.in_(chunk))).scalars())
-        fresh = []
-        for record in records:
-            if record.dedup_key not in seen:
-                # Also drops a duplicate inside the same batch.
-                seen.add(record.dedup_key)
-                fresh.append(record)
-        return fresh

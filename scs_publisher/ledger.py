@@ -16,6 +16,8 @@ Tables:
 ``intake_keys``
     One row per accepted input (event message_id, sample content key) for
     ``dedup_retention`` seconds; a second arrival of the key is dropped.
+``ledger_marks``
+    Which ids were the newest at which time, so old rows expire by id.
 ``outbox``
     What the sinks receive, in the order it was accepted. ``content`` says
     which sinks want it (``raw`` now, ``billing`` for billing events).
@@ -41,6 +43,8 @@ import time
 from oslo_log import log
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
 from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
 
@@ -56,10 +60,14 @@ ledger_meta = sa.Table(
     sa.Column('value', sa.String(255), nullable=False),
 )
 
+# Rows are appended in time order, so both tables expire by id range (see
+# ``ledger_marks``) and need no index on time: every index is paid for on
+# each notification.
 intake_keys = sa.Table(
     'intake_keys', metadata,
-    sa.Column('key', sa.String(64), primary_key=True),
-    sa.Column('seen_at', sa.Float, nullable=False, index=True),
+    sa.Column('id', BigId, primary_key=True, autoincrement=True),
+    sa.Column('key', sa.String(64), nullable=False, unique=True),
+    sa.Column('seen_at', sa.Float, nullable=False),
 )
 
 outbox = sa.Table(
@@ -73,8 +81,16 @@ outbox = sa.Table(
     sa.Column('created_at', sa.Float, nullable=False),
     sa.Column('payload', sa.Text().with_variant(
         mysql.LONGTEXT(), 'mysql'), nullable=False),
-    sa.Index('ix_outbox_content_id', 'content', 'id'),
-    sa.Index('ix_outbox_created_at', 'created_at'),
+)
+
+# Written by housekeeping about once a minute: the highest ids at a time.
+# They turn "older than T" into "id up to N" for expiry and replay.
+ledger_marks = sa.Table(
+    'ledger_marks', metadata,
+    sa.Column('id', BigId, primary_key=True, autoincrement=True),
+    sa.Column('at', sa.Float, nullable=False),
+    sa.Column('outbox_id', BigId, nullable=False),
+    sa.Column('key_id', BigId, nullable=False),
 )
 
 sink_state = sa.Table(
@@ -150,6 +166,9 @@ class Ledger:
         self._engine = None
         self._lock = threading.Lock()
         self._sqlite_writer = threading.Lock()
+        self._held = None
+        self._held_pid = None
+        self._statements = None
 
     @property
     def is_sqlite(self):
@@ -247,45 +266,198 @@ class Ledger:
             with self.engine.begin() as conn:
                 yield conn
 
+    @contextlib.contextmanager
+    def raw_transaction(self):
+        """A DBAPI cursor inside a transaction, for the intake hot path.
+
+        SQLAlchemy's execution machinery costs several times what SQLite
+        itself needs for a small commit; the intake runs once per
+        notification, so it sends statements SQLAlchemy compiled for this
+        dialect (:attr:`statements`) straight to the driver. SQLite keeps
+        one connection per process for it.
+        """
+        dbapi_error = self.engine.dialect.loaded_dbapi.Error
+        try:
+            if self.is_sqlite:
+                with self._sqlite_writer:
+                    raw = self._held_sqlite_connection()
+                    cursor = raw.driver_connection.cursor()
+                    cursor.execute('BEGIN IMMEDIATE')
+                    try:
+                        yield cursor
+                        cursor.execute('COMMIT')
+                    except BaseException:
+                        _rollback_quietly(cursor)
+                        raise
+            else:
+                raw = self.engine.raw_connection()
+                try:
+                    cursor = raw.cursor()
+                    cursor.execute(self.statements.lock_outbox)
+                    yield cursor
+                    raw.commit()
+                except BaseException:
+                    _rollback_quietly(raw)
+                    raise
+                finally:
+                    raw.close()
+        except dbapi_error as exc:
+            if self.is_sqlite:
+                self._drop_held_sqlite_connection()
+            raise LedgerUnavailable('%s: %s' % (type(exc).__name__, exc))
+
+    def _held_sqlite_connection(self):
+        if self._held is None or self._held_pid != os.getpid():
+            self._held = self.engine.raw_connection()
+            self._held_pid = os.getpid()
+        return self._held
+
+    def _drop_held_sqlite_connection(self):
+        if self._held is not None:
+            self._held.invalidate()
+            self._held = None
+
+    @property
+    def statements(self):
+        if self._statements is None:
+            self._statements = RawStatements(self.engine.dialect)
+        return self._statements
+
     def lock_outbox(self, conn):
         """Serialize outbox writers (see :data:`OUTBOX_LOCK_KEY`)."""
         if not self.is_sqlite:
-            conn.execute(
-                sa.update(ledger_meta)
-                .where(ledger_meta.c.key == OUTBOX_LOCK_KEY)
-                .values(value=ledger_meta.c.value))
+            conn.exec_driver_sql(self.statements.lock_outbox)
 
     def dispose(self):
+        with self._sqlite_writer:
+            self._drop_held_sqlite_connection()
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
 
-    def prune(self, now, dedup_retention, outbox_retention, sinks):
+    def mark(self, now):
+        """Record the newest ids (housekeeping, about once a minute)."""
+        with self.begin() as conn:
+            outbox_id = conn.execute(sa.select(sa.func.max(outbox.c.id)))\
+                .scalar() or 0
+            key_id = conn.execute(sa.select(sa.func.max(intake_keys.c.id)))\
+                .scalar() or 0
+            conn.execute(sa.insert(ledger_marks).values(
+                at=now, outbox_id=outbox_id, key_id=key_id))
+
+    def ids_before(self, conn, when):
+        """``(outbox_id, key_id)``: every row up to these ids was written
+        before ``when`` (as far as the marks tell; (0, 0) if they don't)."""
+        row = conn.execute(
+            sa.select(ledger_marks.c.outbox_id, ledger_marks.c.key_id)
+            .where(ledger_marks.c.at <= when)
+            .order_by(ledger_marks.c.at.desc()).limit(1)).first()
+        return (row.outbox_id, row.key_id) if row else (0, 0)
+
+    def prune(self, now, dedup_retention, outbox_retention, sinks,
+              chunk=10000):
         """Forget expired intake keys and delivered outbox items.
 
         An outbox item stays while any of ``sinks`` has not passed it, while
         it is dead-lettered or queued for replay for any sink, and for
-        ``outbox_retention`` seconds after it was accepted.
+        ``outbox_retention`` seconds after it was accepted. Deletes go in
+        chunks so the intake never waits long.
         """
         with self.begin() as conn:
-            keys = conn.execute(
-                sa.delete(intake_keys)
-                .where(intake_keys.c.seen_at < now - dedup_retention)
-            ).rowcount
+            _, key_limit = self.ids_before(conn, now - dedup_retention)
+            outbox_limit, _ = self.ids_before(conn, now - outbox_retention)
             cursors = [row.cursor for row in conn.execute(
                 sa.select(sink_state.c.cursor)
                 .where(sink_state.c.sink.in_(list(sinks))))]
-            items = 0
-            if cursors and len(cursors) == len(set(sinks)):
-                held = sa.union(sa.select(dead_letters.c.outbox_id),
-                                sa.select(replays.c.outbox_id))
-                items = conn.execute(
-                    sa.delete(outbox)
-                    .where(outbox.c.id <= min(cursors))
-                    .where(outbox.c.created_at < now - outbox_retention)
-                    .where(outbox.c.id.not_in(held))
-                ).rowcount
+            if len(cursors) == len(set(sinks)):
+                outbox_limit = min([outbox_limit] + cursors)
+            else:
+                outbox_limit = 0  # a sink has not started yet
+            held = list(conn.execute(sa.union(
+                sa.select(dead_letters.c.outbox_id),
+                sa.select(replays.c.outbox_id))).scalars())
+            oldest_mark = min(now - dedup_retention, now - outbox_retention)
+        keys = self._delete_up_to(intake_keys, key_limit, chunk)
+        items = self._delete_up_to(outbox, outbox_limit, chunk, keep=held)
+        with self.begin() as conn:
+            conn.execute(sa.delete(ledger_marks)
+                         .where(ledger_marks.c.at < oldest_mark - 86400))
         return keys, items
+
+    def _delete_up_to(self, table, limit, chunk, keep=()):
+        deleted, after = 0, 0
+        keep = set(keep)
+        while True:
+            with self.begin() as conn:
+                ids = list(conn.execute(
+                    sa.select(table.c.id).where(table.c.id > after)
+                    .where(table.c.id <= limit)
+                    .order_by(table.c.id).limit(chunk)).scalars())
+                doomed = [i for i in ids if i not in keep]
+                for start in range(0, len(doomed), 500):
+                    conn.execute(sa.delete(table).where(
+                        table.c.id.in_(doomed[start:start + 500])))
+                deleted += len(doomed)
+            if len(ids) < chunk:
+                return deleted
+            after = ids[-1]
+
+
+class RawStatement:
+    """A statement compiled once for a dialect, with its parameter order."""
+
+    def __init__(self, statement, dialect, keys):
+        compiled = statement.compile(dialect=dialect, column_keys=keys)
+        self.sql = str(compiled)
+        self._order = compiled.positiontup if compiled.positional else None
+
+    def params(self, row):
+        if self._order is None:
+            return row
+        return tuple(row[name] for name in self._order)
+
+
+class RawStatements:
+    """The intake's statements, compiled for one dialect."""
+
+    OUTBOX_KEYS = ['content', 'kind', 'item_id', 'event_type', 'project_id',
+                   'created_at', 'payload']
+
+    def __init__(self, dialect):
+        name = dialect.name
+        if name == 'sqlite':
+            insert_key = sqlite.insert(intake_keys).on_conflict_do_nothing()
+        elif name == 'postgresql':
+            insert_key = postgresql.insert(intake_keys)\
+                .on_conflict_do_nothing()
+        else:
+            insert_key = sa.insert(intake_keys).prefix_with('IGNORE')
+        #: Inserts a key unless present; rowcount says which.
+        self.insert_key = RawStatement(insert_key, dialect,
+                                       ['key', 'seen_at'])
+        self.insert_outbox = RawStatement(sa.insert(outbox), dialect,
+                                          self.OUTBOX_KEYS)
+        self.insert_quarantine = RawStatement(
+            sa.insert(quarantine), dialect,
+            ['kind', 'reason', 'excerpt', 'quarantined_at'])
+        self.lock_outbox = str(
+            sa.update(ledger_meta)
+            .where(ledger_meta.c.key == OUTBOX_LOCK_KEY)
+            .values(value=ledger_meta.c.value)
+            .compile(dialect=dialect,
+                     compile_kwargs={'literal_binds': True}))
+
+
+def _rollback_quietly(handle):
+    """Roll back through a DBAPI connection, or a SQLite cursor (whose
+    connection runs in autocommit mode, so its rollback() would not)."""
+    try:
+        if hasattr(handle, 'rollback'):
+            handle.rollback()
+        else:
+            handle.execute('ROLLBACK')
+    except Exception:
+        pass  # the connection is gone; the transaction is gone with it
 
 
 def _schema_version(conn):

@@ -67,15 +67,21 @@ def sample_record(sample):
     """
     item = sample.as_dict()
     try:
-        stable = {k: v for k, v in item.items()
-                  if k not in _UNSTABLE_SAMPLE_FIELDS}
-        key = 'sample:' + _digest(json.dumps(stable, sort_keys=True,
-                                             default=str))
-        payload = _dumps(item)
+        stable = _dumps({k: v for k, v in item.items()
+                         if k not in _UNSTABLE_SAMPLE_FIELDS})
+        if tuple(item)[-2:] == _UNSTABLE_SAMPLE_FIELDS:
+            # as_dict() ends with these two: append them to the stable
+            # text instead of encoding the whole sample a second time.
+            payload = '%s, "id": %s, "monotonic_time": %s}' % (
+                stable[:-1], _dumps(item['id']),
+                _dumps(item['monotonic_time']))
+        else:
+            payload = _dumps(item)
     except (TypeError, ValueError) as exc:
         raise MalformedItem('sample %s of %s is not JSON-serializable: %s'
                             % (item.get('name'), item.get('resource_id'),
                                exc)) from exc
+    key = 'sample:' + _digest(stable)
     return Record(dedup_key=key, content=CONTENT_RAW, kind=KIND_SAMPLE,
                   item_id=str(item['id']), event_type=str(item['name']),
                   project_id=item.get('project_id'), payload=payload)

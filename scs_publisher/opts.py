@@ -74,6 +74,12 @@ PUBLISHER_OPTS = [
                  help='Seconds between a dispatcher\'s looks at the ledger '
                       'for items written by other processes. Items written '
                       'in the same process wake the dispatcher at once.'),
+    cfg.FloatOpt('batch_linger',
+                 default=0.1, min=0,
+                 help='Seconds a woken dispatcher waits for more items '
+                      'before it delivers, so that items gather into '
+                      'batches instead of one delivery per notification. '
+                      'A sink with a backlog is served without waiting.'),
     cfg.IntOpt('lease_seconds',
                default=60, min=5,
                help='How long a dispatcher owns a sink before another '
@@ -90,7 +96,7 @@ PUBLISHER_OPTS = [
 ]
 
 SINK_OPTS = [
-    cfg.URIOpt('url',
+    cfg.StrOpt('url',
                help='Where to deliver. The scheme picks the driver: '
                     'https://, http://, file:// (entry point group '
                     'scs_publisher.sinks).'),

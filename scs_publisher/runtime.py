@@ -64,6 +64,7 @@ class Runtime:
             self.ledger, self.sinks, group.source,
             lease_seconds=group.lease_seconds,
             poll_interval=group.poll_interval,
+            linger=group.batch_linger,
             housekeeping=self.housekeeping)
         self.dispatcher.start()
         return self.dispatcher
@@ -110,8 +111,10 @@ class Runtime:
     def housekeeping(self):
         self.replay_journal()
         group = self.conf[opts.GROUP]
+        now = time.time()
+        self.ledger.mark(now)
         keys, items = self.ledger.prune(
-            time.time(), group.dedup_retention, group.outbox_retention,
+            now, group.dedup_retention, group.outbox_retention,
             [sink.name for sink in self.sinks])
         if keys or items:
             LOG.debug('Pruned %d intake keys and %d outbox items', keys,

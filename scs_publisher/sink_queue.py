@@ -44,7 +44,11 @@ _ITEM_COLUMNS = (_outbox.c.id, _outbox.c.kind, _outbox.c.item_id,
 
 
 class LeaseLost(Exception):
-    """Another process delivers for this sink now."""
+    """Another process took this sink over while we delivered."""
+
+
+class LeaseHeld(Exception):
+    """Another process delivers for this sink."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,21 +93,20 @@ class SinkQueue:
         self.ledger = ledger
         self.sink = sink
         self.content = content
+        self._row_exists = False
 
     # -- leases -----------------------------------------------------------
 
-    @ledger_mod.translate_errors
-    def acquire(self, owner, ttl):
-        """Take or renew the lease; True when ``owner`` holds it."""
+    def _take_lease(self, conn, owner, ttl):
+        """Take or renew the lease; False when another process holds it."""
         now = time.time()
-        with self.ledger.begin() as conn:
-            self._ensure_row(conn)
-            got = conn.execute(
-                sa.update(_state).where(_state.c.sink == self.sink)
-                .where(sa.or_(_state.c.lease_owner.is_(None),
-                              _state.c.lease_owner == owner,
-                              _state.c.lease_until < now))
-                .values(lease_owner=owner, lease_until=now + ttl)).rowcount
+        self._ensure_row(conn)
+        got = conn.execute(
+            sa.update(_state).where(_state.c.sink == self.sink)
+            .where(sa.or_(_state.c.lease_owner.is_(None),
+                          _state.c.lease_owner == owner,
+                          _state.c.lease_until < now))
+            .values(lease_owner=owner, lease_until=now + ttl)).rowcount
         return got == 1
 
     @ledger_mod.translate_errors
@@ -115,19 +118,28 @@ class SinkQueue:
                 .values(lease_owner=None, lease_until=None))
 
     def _ensure_row(self, conn):
+        if self._row_exists:
+            return
         exists = conn.execute(sa.select(_state.c.sink).where(
             _state.c.sink == self.sink)).first()
         if not exists:
             # A new sink starts with everything the ledger still holds.
             conn.execute(sa.insert(_state).values(
                 sink=self.sink, cursor=0, delivered=0, attempts=0))
+        self._row_exists = True
 
     # -- the batch at the head ---------------------------------------------
 
     @ledger_mod.translate_errors
-    def head(self, owner, batch_size):
-        """The batch to deliver next, or None when nothing waits."""
+    def head(self, owner, batch_size, lease_ttl):
+        """Take or renew the sink's lease for ``lease_ttl`` seconds and
+        return the batch to deliver next, or None when nothing waits.
+
+        :raises LeaseHeld: another process delivers for this sink.
+        """
         with self.ledger.begin() as conn:
+            if not self._take_lease(conn, owner, lease_ttl):
+                raise LeaseHeld(self.sink)
             state = self._owned_state(conn, owner)
             if state.inflight_source:
                 source, last = state.inflight_source, state.inflight_last
@@ -280,11 +292,15 @@ class SinkQueue:
         [since, until) for delivery again."""
         now = time.time()
         with self.ledger.begin() as conn:
-            ids = list(conn.execute(
-                sa.select(_outbox.c.id)
-                .where(_outbox.c.content == self.content)
-                .where(_outbox.c.created_at >= since)
-                .where(_outbox.c.created_at < until)).scalars())
+            # The marks narrow the scan to an id range; created_at decides.
+            first, _ = self.ledger.ids_before(conn, since)
+            query = (sa.select(_outbox.c.id)
+                     .where(_outbox.c.id > first)
+                     .where(_outbox.c.content == self.content)
+                     .where(_outbox.c.created_at >= since)
+                     .where(_outbox.c.created_at < until)
+                     .order_by(_outbox.c.id))
+            ids = list(conn.execute(query).scalars())
             self._queue_replays(conn, ids, now)
         return len(ids)
 

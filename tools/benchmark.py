@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+#    Licensed under the Apache License, Version 2.0 (the "License"); you may
+#    not use this file except in compliance with the License. You may obtain
+#    a copy of the License at
+#
+#         http://www.apache.org/licenses/LICENSE-2.0
+#
+#    Unless required by applicable law or agreed to in writing, software
+#    distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+#    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+#    License for the specific language governing permissions and limitations
+#    under the License.
+"""Ingest and drain figures for scs:// against Ceilometer's own publishers.
+
+Ingest: the same N cinder- and nova-style notifications go through
+Ceilometer's real event and meter endpoints and pipelines, in batches of
+100 (``[notification] batch_size``), publishing to
+
+* ``test://``  - Ceilometer's in-memory publisher: conversion alone;
+* ``http://``  - Ceilometer's http publisher, posting to a loopback receiver;
+* ``scs://``   - this project, an SQLite ledger and an http sink to the same
+  receiver, its dispatcher running in the same process as in the agent.
+
+Each mode runs in a fresh process, the modes alternate, every mode runs
+``--rounds`` times and the best round counts (the least disturbed by other
+load on the machine). Drain: a backlog of ``--backlog`` items in the ledger
+is delivered by the dispatcher to a loopback receiver (another process)
+and to a file sink; items per second. Peak memory is each process's
+maximum resident set size.
+
+    python tools/benchmark.py [--notifications 6000] [--rounds 3]
+"""
+
+import argparse
+import http.server
+import json
+import multiprocessing
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+BATCH = 100
+
+
+def _peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class _CountingHandler(http.server.BaseHTTPRequestHandler):
+    """Reads each request and answers 200: the cheapest possible sink, so
+    the figures measure the sender."""
+    protocol_version = 'HTTP/1.1'
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get('Content-Length') or 0))
+        self.send_response(200)
+        self.send_header('Content-Length', '0')
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def _serve(port_queue):
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
+                                             _CountingHandler)
+    port_queue.put(server.server_address[1])
+    server.serve_forever()
+
+
+def start_receiver():
+    """A loopback receiver in another process; returns (url, process)."""
+    ports = multiprocessing.Queue()
+    proc = multiprocessing.Process(target=_serve, args=(ports,), daemon=True)
+    proc.start()
+    return 'http://127.0.0.1:%d/' % ports.get(timeout=30), proc
+
+
+def _conf_file(directory, url, batch_size=100):
+    path = os.path.join(directory, 'ceilometer.conf')
+    with open(path, 'w') as f:
+        f.write('[DEFAULT]\nlog_file = %s\n'
+                '[scs_publisher]\nstate_path = %s\nsinks = hook\n'
+                '[sink:hook]\nurl = %s\ncontent = raw\nbatch_size = %d\n'
+                % (os.path.join(directory, 'log'), directory, url,
+                   batch_size))
+    return path
+
+
+def run_ingest(mode, count, url):
+    """One ingest round in this process; returns a result dict."""
+    from scs_publisher import inprocess
+    from scs_publisher import simulation
+    publisher = {'test': 'test://', 'http': url + '?batch=True',
+                 'scs': 'scs://'}[mode]
+    directory = tempfile.mkdtemp(prefix='scs-bench-')
+    conf = inprocess.prepare_conf([_conf_file(directory, url)], directory,
+                                  [publisher])
+    pipelines = inprocess.Pipelines(conf)
+    messages = simulation.notifications(count + BATCH, seed=7)
+    pipelines.feed(messages[:BATCH])  # warm up: caches, schema, sockets
+    messages = messages[BATCH:]
+    started = time.perf_counter()
+    for start in range(0, len(messages), BATCH):
+        pipelines.feed(messages[start:start + BATCH])
+    elapsed = time.perf_counter() - started
+    return {'mode': mode, 'notifications': len(messages),
+            'seconds': elapsed, 'rate': len(messages) / elapsed,
+            'peak_rss_mib': _peak_rss_mib()}
+
+
+def run_drain(backlog, url, sink_url, batch_size):
+    """Fill the ledger with ``backlog`` items, then time the dispatcher."""
+    from oslo_config import cfg
+
+    from scs_publisher import normalize
+    from scs_publisher import runtime as runtime_mod
+    from scs_publisher import sink_queue
+    directory = tempfile.mkdtemp(prefix='scs-drain-')
+    if sink_url == 'file':
+        sink_url = 'file://' + os.path.join(directory, 'out.jsonl')
+    conf = cfg.ConfigOpts()
+    conf([], default_config_files=[_conf_file(directory, sink_url,
+                                              batch_size)])
+    runtime = runtime_mod.Runtime(conf, start_dispatcher=False)
+    payload = json.dumps({'name': 'volume.size', 'volume': 10,
+                          'resource_metadata': {'x': 'y' * 400}})
+    records = [normalize.Record('k%d' % i, 'raw', 'sample', str(i),
+                                'volume.size', 'p', payload)
+               for i in range(backlog)]
+    for start in range(0, backlog, 5000):
+        runtime.intake.accept(records[start:start + 5000])
+    sink = runtime.sinks[0]
+    queue = sink_queue.SinkQueue(runtime.ledger, sink.name, sink.content)
+    started = time.perf_counter()
+    runtime.start_dispatcher()
+    while queue.status().pending:
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    delivered = queue.status().delivered
+    runtime.stop()
+    return {'sink': sink_url.split(':')[0], 'items': delivered,
+            'batch_size': batch_size, 'seconds': elapsed,
+            'rate': delivered / elapsed, 'peak_rss_mib': _peak_rss_mib()}
+
+
+def _child(args):
+    """Run one measurement in a fresh interpreter; returns its dict."""
+    cmd = [sys.executable, os.path.abspath(__file__), '--child'] + args
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--notifications', type=int, default=6000)
+    parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument('--backlog', type=int, default=100000)
+    parser.add_argument('--batch-size', type=int, default=100)
+    parser.add_argument('--child', nargs='+', help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        kind = args.child[0]
+        if kind == 'ingest':
+            result = run_ingest(args.child[1], int(args.child[2]),
+                                args.child[3])
+        else:
+            result = run_drain(int(args.child[1]), args.child[2],
+                               args.child[3], int(args.child[4]))
+        print(json.dumps(result))
+        return 0
+
+    url, receiver = start_receiver()
+    best = {}
+    print('Ingest: %d notifications, batches of %d, %d rounds per mode '
+          '(best round shown)' % (args.notifications, BATCH, args.rounds))
+    for round_no in range(args.rounds):
+        for mode in ('test', 'http', 'scs'):
+            result = _child(['ingest', mode, str(args.notifications), url])
+            if mode not in best or result['rate'] > best[mode]['rate']:
+                best[mode] = result
+    for mode in ('test', 'http', 'scs'):
+        r = best[mode]
+        print('  %-5s %8.0f notifications/s   peak RSS %6.0f MiB'
+              % (mode + '://', r['rate'], r['peak_rss_mib']))
+    print('  scs:// / test:// = %.2f   scs:// / http:// = %.2f' % (
+        best['scs']['rate'] / best['test']['rate'],
+        best['scs']['rate'] / best['http']['rate']))
+
+    print('Drain: a backlog of %d items, batch_size %d'
+          % (args.backlog, args.batch_size))
+    for sink in (url, 'file'):
+        r = _child(['drain', str(args.backlog), url, sink,
+                    str(args.batch_size)])
+        print('  %-5s %8.0f items/s  (%d items in %.1f s)   peak RSS %6.0f '
+              'MiB' % (r['sink'], r['rate'], r['items'], r['seconds'],
+                       r['peak_rss_mib']))
+    receiver.terminate()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
