@@ -67,7 +67,7 @@ intake_keys = sa.Table(
     'intake_keys', metadata,
     sa.Column('id', BigId, primary_key=True, autoincrement=True),
     sa.Column('key', sa.String(64), nullable=False, unique=True),
-    sa.Column('seen_at', sa.Float, nullable=False),
+    sa.Column('seen_at', sa.Double, nullable=False),
 )
 
 outbox = sa.Table(
@@ -78,7 +78,7 @@ outbox = sa.Table(
     sa.Column('item_id', sa.String(255), nullable=False),
     sa.Column('event_type', sa.String(255), nullable=False),
     sa.Column('project_id', sa.String(255)),
-    sa.Column('created_at', sa.Float, nullable=False),
+    sa.Column('created_at', sa.Double, nullable=False),
     sa.Column('payload', sa.Text().with_variant(
         mysql.LONGTEXT(), 'mysql'), nullable=False),
 )
@@ -88,7 +88,7 @@ outbox = sa.Table(
 ledger_marks = sa.Table(
     'ledger_marks', metadata,
     sa.Column('id', BigId, primary_key=True, autoincrement=True),
-    sa.Column('at', sa.Float, nullable=False),
+    sa.Column('at', sa.Double, nullable=False),
     sa.Column('outbox_id', BigId, nullable=False),
     sa.Column('key_id', BigId, nullable=False),
 )
@@ -99,12 +99,12 @@ sink_state = sa.Table(
     sa.Column('cursor', BigId, nullable=False, default=0),
     sa.Column('delivered', BigId, nullable=False, default=0),
     sa.Column('lease_owner', sa.String(200)),
-    sa.Column('lease_until', sa.Float),
+    sa.Column('lease_until', sa.Double),
     sa.Column('inflight_source', sa.String(16)),
     sa.Column('inflight_last', BigId),
     sa.Column('attempts', sa.Integer, nullable=False, default=0),
-    sa.Column('first_failure_at', sa.Float),
-    sa.Column('next_attempt_at', sa.Float),
+    sa.Column('first_failure_at', sa.Double),
+    sa.Column('next_attempt_at', sa.Double),
     sa.Column('last_error', sa.Text),
 )
 
@@ -116,14 +116,14 @@ dead_letters = sa.Table(
     sa.Column('status_code', sa.Integer),
     sa.Column('response', sa.Text),
     sa.Column('attempts', sa.Integer, nullable=False),
-    sa.Column('dead_at', sa.Float, nullable=False),
+    sa.Column('dead_at', sa.Double, nullable=False),
 )
 
 replays = sa.Table(
     'replays', metadata,
     sa.Column('sink', sa.String(200), primary_key=True),
     sa.Column('outbox_id', BigId, primary_key=True),
-    sa.Column('requested_at', sa.Float, nullable=False),
+    sa.Column('requested_at', sa.Double, nullable=False),
 )
 
 quarantine = sa.Table(
@@ -132,7 +132,7 @@ quarantine = sa.Table(
     sa.Column('kind', sa.String(32), nullable=False),
     sa.Column('reason', sa.Text, nullable=False),
     sa.Column('excerpt', sa.Text),
-    sa.Column('quarantined_at', sa.Float, nullable=False),
+    sa.Column('quarantined_at', sa.Double, nullable=False),
 )
 
 SCHEMA_VERSION_KEY = 'schema_version'
@@ -179,7 +179,12 @@ class Ledger:
         if self._engine is None:
             with self._lock:
                 if self._engine is None:
-                    self._engine = self._open()
+                    try:
+                        self._engine = self._open()
+                    except (OSError, sa_exc.ArgumentError,
+                            ImportError) as exc:
+                        raise LedgerUnavailable('%s: %s' % (
+                            type(exc).__name__, exc)) from exc
         return self._engine
 
     def _open(self):
