@@ -19,8 +19,6 @@ uses the ledger's precompiled statements (see ``Ledger.raw_transaction``).
 
 import time
 
-from scs_publisher import ledger as ledger_mod
-
 
 class IntakeResult:
     __slots__ = ('accepted', 'duplicates')

@@ -26,6 +26,7 @@ GROUP = 'scs_publisher'
 class ConfigError(Exception):
     """A configuration that cannot work; the message names the option."""
 
+
 # Five seconds, then minutes, then hours: in the spirit of Standard Webhooks.
 # The last step repeats until ``max_retry_age`` has passed.
 DEFAULT_RETRY_SCHEDULE = [5, 30, 120, 600, 1800, 3600, 10800, 21600]

@@ -345,7 +345,8 @@ class SinkQueue:
                 .where(_outbox.c.content == self.content)
                 .where(_outbox.c.id > cursor)).one()
             replay_count, replay_oldest = conn.execute(
-                sa.select(sa.func.count(), sa.func.min(_replays.c.requested_at))
+                sa.select(sa.func.count(),
+                          sa.func.min(_replays.c.requested_at))
                 .where(_replays.c.sink == self.sink)).one()
             dead = conn.execute(sa.select(sa.func.count()).where(
                 _dead.c.sink == self.sink)).scalar()

@@ -135,9 +135,10 @@ def cmd_status(args):
               'RETRYING', 'DEAD', 'URL')
     table = [header]
     for sink, s in rows:
-        retrying = ('attempt %d, next %s' % (s.attempts,
-                                            _when(s.next_attempt_at))
-                    if s.attempts else '-')
+        retrying = '-'
+        if s.attempts:
+            retrying = 'attempt %d, next %s' % (s.attempts,
+                                                _when(s.next_attempt_at))
         table.append((sink.name, sink.content, str(s.pending),
                       _age(s.oldest_pending_age), str(s.delivered),
                       retrying, str(s.dead_letters), sink.driver.describe()))

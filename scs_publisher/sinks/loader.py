@@ -98,6 +98,7 @@ def load_sinks(conf):
     :returns: ``(sinks, errors)``: a list of :class:`ConfiguredSink` and a
         list of messages naming the group and option.
     """
+    opts_mod.register_publisher_opts(conf)
     names = conf[opts_mod.GROUP].sinks
     loaded, errors = [], []
     seen = set()

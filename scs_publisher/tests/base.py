@@ -16,10 +16,10 @@ import shutil
 import socket
 import tempfile
 import time
-import unittest
 import uuid
 
 from oslo_config import cfg
+import testtools
 
 from scs_publisher import normalize
 
@@ -58,8 +58,8 @@ def wait_until(predicate, timeout, interval=0.02, message='condition'):
         time.sleep(interval)
 
 
-def record(key=None, content='raw', kind='event', event_type='volume.create.end',
-           project_id='p1', payload=None):
+def record(key=None, content='raw', kind='event',
+           event_type='volume.create.end', project_id='p1', payload=None):
     key = key or uuid.uuid4().hex
     return normalize.Record(
         dedup_key=key, content=content, kind=kind, item_id=key,
@@ -67,7 +67,7 @@ def record(key=None, content='raw', kind='event', event_type='volume.create.end'
         payload=payload or '{"message_id": "%s"}' % key)
 
 
-class TestCase(unittest.TestCase):
+class TestCase(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
