@@ -124,7 +124,7 @@ def cmd_status(args):
         rows.append((sink, status))
     if args.format == 'json':
         print(json.dumps([dict(
-            sink=s.name, url=sink.driver.describe(), content=sink.content,
+            sink=sink.name, url=sink.driver.describe(), content=sink.content,
             pending=s.pending, oldest_pending_age=s.oldest_pending_age,
             delivered=s.delivered, failed_attempts=s.attempts,
             next_attempt_at=s.next_attempt_at, last_error=s.last_error,
