@@ -19,9 +19,7 @@ crash between a sink's answer and the commit that records it sends that
 batch again, under the same delivery id.
 """
 
-import os
 import random
-import socket
 import threading
 import time
 import uuid
@@ -200,8 +198,7 @@ class Dispatcher:
         self.ledger = ledger
         self.sinks = sinks_
         self.stopping = threading.Event()
-        self.owner = '%s:%d:%s' % (socket.gethostname(), os.getpid(),
-                                   uuid.uuid4().hex[:8])
+        self.owner = sink_queue.lease_owner()
         self.workers = [
             SinkWorker(ledger, sink, self.owner, source, lease_seconds,
                        poll_interval, self.stopping, linger)

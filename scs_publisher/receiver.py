@@ -69,6 +69,7 @@ class Receiver:
 
     def start(self):
         self._thread = threading.Thread(target=self.server.serve_forever,
+                                        kwargs={'poll_interval': 0.05},
                                         name='scs-receiver', daemon=True)
         self._thread.start()
         return self

@@ -24,7 +24,10 @@ batch is sent twice, never skipped.
 """
 
 import dataclasses
+import os
+import socket
 import time
+import uuid
 
 import sqlalchemy as sa
 
@@ -41,6 +44,27 @@ _replays = ledger_mod.replays
 _ITEM_COLUMNS = (_outbox.c.id, _outbox.c.kind, _outbox.c.item_id,
                  _outbox.c.event_type, _outbox.c.project_id,
                  _outbox.c.created_at, _outbox.c.payload)
+
+
+def lease_owner(pid=None):
+    """This process's name in leases: host, pid and a random part."""
+    return '%s:%d:%s' % (socket.gethostname(), pid or os.getpid(),
+                         uuid.uuid4().hex[:8])
+
+
+def owner_is_gone(owner):
+    """True when ``owner`` names a process on this host that has exited."""
+    host, _, rest = owner.partition(':')
+    pid = rest.partition(':')[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # exists, owned by someone else
+    return False
 
 
 class LeaseLost(Exception):
@@ -101,13 +125,21 @@ class SinkQueue:
         """Take or renew the lease; False when another process holds it."""
         now = time.time()
         self._ensure_row(conn)
-        got = conn.execute(
-            sa.update(_state).where(_state.c.sink == self.sink)
-            .where(sa.or_(_state.c.lease_owner.is_(None),
-                          _state.c.lease_owner == owner,
-                          _state.c.lease_until < now))
-            .values(lease_owner=owner, lease_until=now + ttl)).rowcount
-        return got == 1
+        update = (sa.update(_state).where(_state.c.sink == self.sink)
+                  .values(lease_owner=owner, lease_until=now + ttl))
+        if conn.execute(update.where(sa.or_(
+                _state.c.lease_owner.is_(None),
+                _state.c.lease_owner == owner,
+                _state.c.lease_until < now))).rowcount == 1:
+            return True
+        holder = conn.execute(sa.select(_state.c.lease_owner).where(
+            _state.c.sink == self.sink)).scalar()
+        if holder and owner_is_gone(holder):
+            # Its process died on this host (an agent restart after a
+            # crash): no need to wait for the lease to expire.
+            return conn.execute(update.where(
+                _state.c.lease_owner == holder)).rowcount == 1
+        return False
 
     @ledger_mod.translate_errors
     def release(self, owner):

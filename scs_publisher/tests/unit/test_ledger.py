@@ -15,6 +15,7 @@ server is not there)."""
 
 import os
 import stat
+import subprocess
 import threading
 import time
 
@@ -140,6 +141,18 @@ class LedgerCases(base.BackendMixin):
         self.assertRaises(sink_queue.LeaseLost, queue.complete, 'one',
                           batch, 1)
         self.assertEqual(0, queue.status().delivered)
+
+    def test_lease_of_a_dead_process_on_this_host_is_taken_at_once(self):
+        queue = sink_queue.SinkQueue(self.ledger, 'hook', 'raw')
+        self.intake.accept([base.record('a')])
+        gone = subprocess.Popen(['true'])
+        gone.wait()
+        queue.head(sink_queue.lease_owner(gone.pid), 10, 3600)
+        batch = queue.head(sink_queue.lease_owner(), 10, 60)
+        self.assertEqual(['a'], [i.item_id for i in batch.items])
+        # A live holder keeps it.
+        alive = sink_queue.lease_owner()
+        self.assertRaises(sink_queue.LeaseHeld, queue.head, alive, 10, 60)
 
     def test_shrink_narrows_the_batch(self):
         queue = sink_queue.SinkQueue(self.ledger, 'hook', 'raw')
