@@ -135,6 +135,9 @@ quarantine = sa.Table(
     sa.Column('quarantined_at', sa.Double, nullable=False),
 )
 
+# Execution option that makes a SQLite transaction a plain (deferred) one.
+_READ_ONLY = 'scs_read_only'
+
 SCHEMA_VERSION_KEY = 'schema_version'
 # The row every outbox writer locks first. On MariaDB and PostgreSQL this
 # makes outbox ids commit in id order, so a sink's cursor never passes an
@@ -225,10 +228,13 @@ class Ledger:
 
         @sa_event.listens_for(engine, 'begin')
         def _on_begin(conn):
-            # Take the write lock up front: a deferred transaction that
-            # upgrades from read to write fails at once on contention
-            # instead of waiting for busy_timeout.
-            conn.exec_driver_sql('BEGIN IMMEDIATE')
+            if conn.get_execution_options().get(_READ_ONLY):
+                conn.exec_driver_sql('BEGIN')
+            else:
+                # Take the write lock up front: a deferred transaction
+                # that upgrades from read to write fails at once on
+                # contention instead of waiting for busy_timeout.
+                conn.exec_driver_sql('BEGIN IMMEDIATE')
 
         return engine
 
@@ -269,6 +275,16 @@ class Ledger:
                 yield conn
         else:
             with self.engine.begin() as conn:
+                yield conn
+
+    @contextlib.contextmanager
+    def read(self):
+        """A read-only transaction. On SQLite (WAL) it neither waits for
+        nor blocks writers, so reading a large batch never holds up the
+        intake."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(**{_READ_ONLY: True})
+            with conn.begin():
                 yield conn
 
     @contextlib.contextmanager

@@ -169,59 +169,65 @@ class SinkQueue:
 
         :raises LeaseHeld: another process delivers for this sink.
         """
+        # A short write transaction fixes which items the batch holds...
         with self.ledger.begin() as conn:
             if not self._take_lease(conn, owner, lease_ttl):
                 raise LeaseHeld(self.sink)
             state = self._owned_state(conn, owner)
-            if state.inflight_source:
-                source, last = state.inflight_source, state.inflight_last
-                rows = self._load(conn, source, state.cursor, last,
-                                  batch_size)
-            else:
-                source, last = None, None
-                rows = self._load(conn, SOURCE_REPLAY, None, None,
-                                  batch_size)
-                if rows:
-                    source = SOURCE_REPLAY
-                else:
-                    rows = self._load(conn, SOURCE_OUTBOX, state.cursor,
-                                      None, batch_size)
-                    source = SOURCE_OUTBOX
-                if not rows:
+            source, last = state.inflight_source, state.inflight_last
+            if not source:
+                source, last = self._next_range(conn, state.cursor,
+                                                batch_size)
+                if source is None:
                     return None
-                last = rows[-1].id
                 conn.execute(sa.update(_state)
                              .where(_state.c.sink == self.sink)
                              .values(inflight_source=source,
                                      inflight_last=last))
-            items = [OutboxItem(*row[:7]) for row in rows]
-            if source == SOURCE_REPLAY:
-                since = min(row.requested_at for row in rows) if rows \
-                    else time.time()
-            else:
-                since = min((i.created_at for i in items),
-                            default=time.time())
-            return Batch(source=source, items=items, last_id=last,
-                         attempts=state.attempts,
-                         next_attempt_at=state.next_attempt_at,
-                         waiting_since=since)
+        # ...and the items themselves, which never change, are read
+        # outside it, so the intake does not wait for a large read.
+        with self.ledger.read() as conn:
+            rows = self._load(conn, source, state.cursor, last)
+        items = [OutboxItem(*row[:7]) for row in rows]
+        if source == SOURCE_REPLAY:
+            since = min((row.requested_at for row in rows),
+                        default=time.time())
+        else:
+            since = min((i.created_at for i in items), default=time.time())
+        return Batch(source=source, items=items, last_id=last,
+                     attempts=state.attempts,
+                     next_attempt_at=state.next_attempt_at,
+                     waiting_since=since)
 
-    def _load(self, conn, source, cursor, last, limit):
+    def _next_range(self, conn, cursor, limit):
+        """``(source, last id)`` of the next batch: replays first."""
+        replay_ids = (sa.select(_replays.c.outbox_id)
+                      .where(_replays.c.sink == self.sink)
+                      .order_by(_replays.c.outbox_id).limit(limit)
+                      .subquery())
+        last = conn.execute(sa.select(sa.func.max(replay_ids.c.outbox_id)))\
+            .scalar()
+        if last is not None:
+            return SOURCE_REPLAY, last
+        outbox_ids = (sa.select(_outbox.c.id)
+                      .where(_outbox.c.content == self.content)
+                      .where(_outbox.c.id > cursor)
+                      .order_by(_outbox.c.id).limit(limit).subquery())
+        last = conn.execute(sa.select(sa.func.max(outbox_ids.c.id)))\
+            .scalar()
+        return (SOURCE_OUTBOX, last) if last is not None else (None, None)
+
+    def _load(self, conn, source, cursor, last):
         if source == SOURCE_REPLAY:
             query = (sa.select(*_ITEM_COLUMNS, _replays.c.requested_at)
                      .join(_replays, _replays.c.outbox_id == _outbox.c.id)
-                     .where(_replays.c.sink == self.sink)
-                     .order_by(_outbox.c.id))
+                     .where(_replays.c.sink == self.sink))
         else:
             query = (sa.select(*_ITEM_COLUMNS)
                      .where(_outbox.c.content == self.content)
-                     .where(_outbox.c.id > cursor)
-                     .order_by(_outbox.c.id))
-        if last is not None:
-            query = query.where(_outbox.c.id <= last)
-        else:
-            query = query.limit(limit)
-        return conn.execute(query).all()
+                     .where(_outbox.c.id > cursor))
+        return conn.execute(query.where(_outbox.c.id <= last)
+                            .order_by(_outbox.c.id)).all()
 
     def _owned_state(self, conn, owner):
         state = conn.execute(sa.select(_state).where(

@@ -19,7 +19,9 @@ Ceilometer's real event and meter endpoints and pipelines, in batches of
 * ``test://``  - Ceilometer's in-memory publisher: conversion alone;
 * ``http://``  - Ceilometer's http publisher, posting to a loopback receiver;
 * ``scs://``   - this project, an SQLite ledger and an http sink to the same
-  receiver, its dispatcher running in the same process as in the agent.
+  receiver, its dispatcher running in the same process as in the agent;
+* ``scs://`` with ``dispatch_in_agent = False`` and ``scs-publisher
+  deliver`` running beside it as a process of its own.
 
 Each mode runs in a fresh process, the modes alternate, every mode runs
 ``--rounds`` times and the best round counts (the least disturbed by other
@@ -79,13 +81,14 @@ def start_receiver():
     return 'http://127.0.0.1:%d/' % ports.get(timeout=30), proc
 
 
-def _conf_file(directory, url, batch_size=100):
+def _conf_file(directory, url, batch_size=100, in_agent=True):
     path = os.path.join(directory, 'ceilometer.conf')
     with open(path, 'w') as f:
         f.write('[DEFAULT]\nlog_file = %s\n'
                 '[scs_publisher]\nstate_path = %s\nsinks = hook\n'
+                'dispatch_in_agent = %s\n'
                 '[sink:hook]\nurl = %s\ncontent = raw\nbatch_size = %d\n'
-                % (os.path.join(directory, 'log'), directory, url,
+                % (os.path.join(directory, 'log'), directory, in_agent, url,
                    batch_size))
     return path
 
@@ -95,11 +98,16 @@ def run_ingest(mode, count, url):
     from scs_publisher import inprocess
     from scs_publisher import simulation
     publisher = {'test': 'test://', 'http': url + '?batch=True',
-                 'scs': 'scs://'}[mode]
+                 'scs': 'scs://', 'scs-deliver': 'scs://'}[mode]
     directory = tempfile.mkdtemp(prefix='scs-bench-')
-    conf = inprocess.prepare_conf([_conf_file(directory, url)], directory,
-                                  [publisher])
+    conf_path = _conf_file(directory, url, in_agent=(mode == 'scs'))
+    conf = inprocess.prepare_conf([conf_path], directory, [publisher])
     pipelines = inprocess.Pipelines(conf)
+    deliverer = None
+    if mode == 'scs-deliver':
+        deliverer = subprocess.Popen(
+            [sys.executable, '-m', 'scs_publisher.cmd.main', 'deliver',
+             '--config-file', conf_path], stderr=subprocess.DEVNULL)
     messages = simulation.notifications(count + BATCH, seed=7)
     pipelines.feed(messages[:BATCH])  # warm up: caches, schema, sockets
     messages = messages[BATCH:]
@@ -107,6 +115,9 @@ def run_ingest(mode, count, url):
     for start in range(0, len(messages), BATCH):
         pipelines.feed(messages[start:start + BATCH])
     elapsed = time.perf_counter() - started
+    if deliverer:
+        deliverer.terminate()
+        deliverer.wait()
     return {'mode': mode, 'notifications': len(messages),
             'seconds': elapsed, 'rate': len(messages) / elapsed,
             'peak_rss_mib': _peak_rss_mib()}
@@ -178,27 +189,30 @@ def main():
     best = {}
     print('Ingest: %d notifications, batches of %d, %d rounds per mode '
           '(best round shown)' % (args.notifications, BATCH, args.rounds))
+    modes = ('test', 'http', 'scs', 'scs-deliver')
+    labels = {'test': 'test://', 'http': 'http://',
+              'scs': 'scs:// (dispatcher in the agent)',
+              'scs-deliver': 'scs:// (scs-publisher deliver beside it)'}
     for round_no in range(args.rounds):
-        for mode in ('test', 'http', 'scs'):
+        for mode in modes:
             result = _child(['ingest', mode, str(args.notifications), url])
             if mode not in best or result['rate'] > best[mode]['rate']:
                 best[mode] = result
-    for mode in ('test', 'http', 'scs'):
+    for mode in modes:
         r = best[mode]
-        print('  %-5s %8.0f notifications/s   peak RSS %6.0f MiB'
-              % (mode + '://', r['rate'], r['peak_rss_mib']))
-    print('  scs:// / test:// = %.2f   scs:// / http:// = %.2f' % (
-        best['scs']['rate'] / best['test']['rate'],
-        best['scs']['rate'] / best['http']['rate']))
+        print('  %-40s %6.0f notifications/s  %4.2fx test://  %4.2fx '
+              'http://  peak RSS %4.0f MiB' % (
+                  labels[mode], r['rate'], r['rate'] / best['test']['rate'],
+                  r['rate'] / best['http']['rate'], r['peak_rss_mib']))
 
     print('Drain: a backlog of %d items, batch_size %d'
           % (args.backlog, args.batch_size))
     for sink in (url, 'file'):
         r = _child(['drain', str(args.backlog), url, sink,
                     str(args.batch_size)])
-        print('  %-5s %8.0f items/s  (%d items in %.1f s)   peak RSS %6.0f '
-              'MiB' % (r['sink'], r['rate'], r['items'], r['seconds'],
-                       r['peak_rss_mib']))
+        print('  %-5s sink %8.0f items/s  (%d items in %.1f s)   peak RSS '
+              '%4.0f MiB' % (r['sink'], r['rate'], r['items'], r['seconds'],
+                             r['peak_rss_mib']))
     receiver.terminate()
     return 0
 

@@ -28,6 +28,7 @@ How answers are taken:
 """
 
 import email.utils
+import os
 import time
 import urllib.parse
 
@@ -141,9 +142,19 @@ class HttpSink(sinks.Sink):
     @property
     def session(self):
         if self._session is None:
-            self._session = requests.Session()
-            self._session.headers['User-Agent'] = (
+            session = requests.Session()
+            session.headers['User-Agent'] = (
                 'scs-publisher/%s' % version.version_string())
+            # Read the environment (proxies, CA bundle) once, not on every
+            # request as requests does by default: a dispatcher sends
+            # many requests, and each look costs the agent time.
+            session.proxies = requests.utils.get_environ_proxies(
+                self.target)
+            if self.verify is True:
+                self.verify = (os.environ.get('REQUESTS_CA_BUNDLE') or
+                               os.environ.get('CURL_CA_BUNDLE') or True)
+            session.trust_env = False
+            self._session = session
         return self._session
 
     def headers(self, delivery, timestamp):
