@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 
 from oslo_config import cfg
 from oslo_log import log
@@ -286,6 +287,9 @@ def cmd_receive(args):
 
 
 def cmd_demo(args):
+    # Ceilometer imports eventlet, which warns on import that it is
+    # deprecated; that is Ceilometer's business, not the demo's.
+    warnings.filterwarnings('ignore', message=r'(?s).*Eventlet is deprecated')
     from scs_publisher import demo
     return demo.run(args)
 
