@@ -45,6 +45,48 @@ _ITEM_COLUMNS = (_outbox.c.id, _outbox.c.kind, _outbox.c.item_id,
                  _outbox.c.event_type, _outbox.c.project_id,
                  _outbox.c.created_at, _outbox.c.payload)
 
+# The statements a dispatcher runs for every batch, built once: building a
+# statement costs more than SQLite takes to run it. (Parameters are named
+# b_*: SQLAlchemy reserves column names in UPDATE statements.)
+_bp = sa.bindparam
+_THIS_SINK = _state.c.sink == _bp('b_sink')
+_TAKE_LEASE = (sa.update(_state).where(_THIS_SINK)
+               .where(sa.or_(_state.c.lease_owner.is_(None),
+                             _state.c.lease_owner == _bp('b_owner'),
+                             _state.c.lease_until < _bp('b_now')))
+               .values(lease_owner=_bp('b_owner'), lease_until=_bp('b_until')))
+_READ_STATE = sa.select(_state).where(_THIS_SINK)
+_replay_ids = (sa.select(_replays.c.outbox_id)
+               .where(_replays.c.sink == _bp('b_sink'))
+               .order_by(_replays.c.outbox_id).limit(_bp('b_limit'))
+               .subquery())
+_LAST_REPLAY = sa.select(sa.func.max(_replay_ids.c.outbox_id))
+_outbox_ids = (sa.select(_outbox.c.id)
+               .where(_outbox.c.content == _bp('b_content'))
+               .where(_outbox.c.id > _bp('b_cursor'))
+               .order_by(_outbox.c.id).limit(_bp('b_limit')).subquery())
+_LAST_OUTBOX = sa.select(sa.func.max(_outbox_ids.c.id))
+_SET_INFLIGHT = (sa.update(_state).where(_THIS_SINK)
+                 .values(inflight_source=_bp('b_source'),
+                         inflight_last=_bp('b_last')))
+_LOAD_OUTBOX = (sa.select(*_ITEM_COLUMNS)
+                .where(_outbox.c.content == _bp('b_content'))
+                .where(_outbox.c.id > _bp('b_cursor'))
+                .where(_outbox.c.id <= _bp('b_last'))
+                .order_by(_outbox.c.id))
+_LOAD_REPLAY = (sa.select(*_ITEM_COLUMNS, _replays.c.requested_at)
+                .join(_replays, _replays.c.outbox_id == _outbox.c.id)
+                .where(_replays.c.sink == _bp('b_sink'))
+                .where(_outbox.c.id <= _bp('b_last'))
+                .order_by(_outbox.c.id))
+_FINISH = (sa.update(_state).where(_THIS_SINK)
+           .where(_state.c.lease_owner == _bp('b_owner'))
+           .values(inflight_source=None, inflight_last=None, attempts=0,
+                   first_failure_at=None, next_attempt_at=None,
+                   last_error=None,
+                   delivered=_state.c.delivered + _bp('b_count')))
+_FINISH_OUTBOX = _FINISH.values(cursor=_bp('b_last'))
+
 
 def lease_owner(pid=None):
     """This process's name in leases: host, pid and a random part."""
@@ -125,20 +167,20 @@ class SinkQueue:
         """Take or renew the lease; False when another process holds it."""
         now = time.time()
         self._ensure_row(conn)
-        update = (sa.update(_state).where(_state.c.sink == self.sink)
-                  .values(lease_owner=owner, lease_until=now + ttl))
-        if conn.execute(update.where(sa.or_(
-                _state.c.lease_owner.is_(None),
-                _state.c.lease_owner == owner,
-                _state.c.lease_until < now))).rowcount == 1:
+        if conn.execute(_TAKE_LEASE, {'b_sink': self.sink, 'b_owner': owner,
+                                      'b_now': now, 'b_until': now + ttl}
+                        ).rowcount == 1:
             return True
         holder = conn.execute(sa.select(_state.c.lease_owner).where(
             _state.c.sink == self.sink)).scalar()
         if holder and owner_is_gone(holder):
             # Its process died on this host (an agent restart after a
             # crash): no need to wait for the lease to expire.
-            return conn.execute(update.where(
-                _state.c.lease_owner == holder)).rowcount == 1
+            return conn.execute(
+                sa.update(_state).where(_state.c.sink == self.sink)
+                .where(_state.c.lease_owner == holder)
+                .values(lease_owner=owner, lease_until=now + ttl)
+            ).rowcount == 1
         return False
 
     @ledger_mod.translate_errors
@@ -180,10 +222,9 @@ class SinkQueue:
                                                 batch_size)
                 if source is None:
                     return None
-                conn.execute(sa.update(_state)
-                             .where(_state.c.sink == self.sink)
-                             .values(inflight_source=source,
-                                     inflight_last=last))
+                conn.execute(_SET_INFLIGHT, {'b_sink': self.sink,
+                                             'b_source': source,
+                                             'b_last': last})
         # ...and the items themselves, which never change, are read
         # outside it, so the intake does not wait for a large read.
         with self.ledger.read() as conn:
@@ -201,37 +242,25 @@ class SinkQueue:
 
     def _next_range(self, conn, cursor, limit):
         """``(source, last id)`` of the next batch: replays first."""
-        replay_ids = (sa.select(_replays.c.outbox_id)
-                      .where(_replays.c.sink == self.sink)
-                      .order_by(_replays.c.outbox_id).limit(limit)
-                      .subquery())
-        last = conn.execute(sa.select(sa.func.max(replay_ids.c.outbox_id)))\
-            .scalar()
+        last = conn.execute(_LAST_REPLAY, {'b_sink': self.sink,
+                                           'b_limit': limit}).scalar()
         if last is not None:
             return SOURCE_REPLAY, last
-        outbox_ids = (sa.select(_outbox.c.id)
-                      .where(_outbox.c.content == self.content)
-                      .where(_outbox.c.id > cursor)
-                      .order_by(_outbox.c.id).limit(limit).subquery())
-        last = conn.execute(sa.select(sa.func.max(outbox_ids.c.id)))\
-            .scalar()
+        last = conn.execute(_LAST_OUTBOX, {'b_content': self.content,
+                                           'b_cursor': cursor,
+                                           'b_limit': limit}).scalar()
         return (SOURCE_OUTBOX, last) if last is not None else (None, None)
 
     def _load(self, conn, source, cursor, last):
         if source == SOURCE_REPLAY:
-            query = (sa.select(*_ITEM_COLUMNS, _replays.c.requested_at)
-                     .join(_replays, _replays.c.outbox_id == _outbox.c.id)
-                     .where(_replays.c.sink == self.sink))
-        else:
-            query = (sa.select(*_ITEM_COLUMNS)
-                     .where(_outbox.c.content == self.content)
-                     .where(_outbox.c.id > cursor))
-        return conn.execute(query.where(_outbox.c.id <= last)
-                            .order_by(_outbox.c.id)).all()
+            return conn.execute(_LOAD_REPLAY, {'b_sink': self.sink,
+                                               'b_last': last}).all()
+        return conn.execute(_LOAD_OUTBOX, {'b_content': self.content,
+                                           'b_cursor': cursor,
+                                           'b_last': last}).all()
 
     def _owned_state(self, conn, owner):
-        state = conn.execute(sa.select(_state).where(
-            _state.c.sink == self.sink)).first()
+        state = conn.execute(_READ_STATE, {'b_sink': self.sink}).first()
         if state is None or state.lease_owner != owner:
             raise LeaseLost(self.sink)
         return state
@@ -239,20 +268,16 @@ class SinkQueue:
     # -- outcomes -----------------------------------------------------------
 
     def _finish(self, conn, owner, batch, delivered):
-        values = dict(inflight_source=None, inflight_last=None, attempts=0,
-                      first_failure_at=None, next_attempt_at=None,
-                      last_error=None,
-                      delivered=_state.c.delivered + delivered)
+        params = {'b_sink': self.sink, 'b_owner': owner, 'b_count': delivered,
+                  'b_last': batch.last_id}
         if batch.source == SOURCE_OUTBOX:
-            values['cursor'] = batch.last_id
+            statement = _FINISH_OUTBOX
         else:
+            statement = _FINISH
             conn.execute(sa.delete(_replays)
                          .where(_replays.c.sink == self.sink)
                          .where(_replays.c.outbox_id <= batch.last_id))
-        moved = conn.execute(
-            sa.update(_state).where(_state.c.sink == self.sink)
-            .where(_state.c.lease_owner == owner).values(**values)).rowcount
-        if moved != 1:
+        if conn.execute(statement, params).rowcount != 1:
             raise LeaseLost(self.sink)
 
     @ledger_mod.translate_errors

@@ -23,6 +23,12 @@ import testtools
 
 from scs_publisher import normalize
 
+# Ceilometer's prepare_service() sets up logging for the whole process; a
+# log file that outlives every test keeps later tests from writing to a
+# deleted directory.
+LOG_FILE = os.path.join(tempfile.gettempdir(),
+                        'scs-publisher-tests-%d.log' % os.getpid())
+
 RABBIT_URL = 'rabbit://guest:guest@127.0.0.1:5672/'
 MYSQL_URL = 'mysql+pymysql://root@127.0.0.1:3306/test'
 POSTGRES_URL = 'postgresql+psycopg://postgres@127.0.0.1:5432/test'

@@ -56,8 +56,7 @@ class PipelineTestCase(base.TestCase):
     def pipelines(self, conf_text, publishers=('scs://',)):
         path = self.write_conf(
             '[DEFAULT]\nlog_file = %s\n[notification]\n'
-            'ack_on_event_error = False\n%s'
-            % (os.path.join(self.tmp, 'agent.log'), conf_text))
+            'ack_on_event_error = False\n%s' % (base.LOG_FILE, conf_text))
         conf = inprocess.prepare_conf([path], self.tmp, publishers)
         pipes = inprocess.Pipelines(conf)
         self.addCleanup(self._stop_runtime, conf)
