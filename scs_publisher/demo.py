@@ -83,6 +83,8 @@ def run(args, out=sys.stdout):
         with contextlib.redirect_stdout(io.StringIO()):
             pipelines = inprocess.Pipelines(conf)
         runtime = runtime_mod.get_runtime(conf)
+        sink = runtime.sinks[0]
+        queue = sink_queue.SinkQueue(runtime.ledger, sink.name, sink.content)
         messages = simulation.notifications(args.notifications,
                                             seed=args.seed)
         print('Feeding %d nova and cinder notifications through '
@@ -97,12 +99,11 @@ def run(args, out=sys.stdout):
                 # RabbitMQ redelivers a batch whose ack was lost.
                 pipelines.feed(batch)
                 redelivered += len(batch)
-            print('  %d/%d notifications published, %d items delivered'
-                  % (min(start + BATCH, len(messages)), len(messages),
-                     len(rcv.items)), file=out)
+            print('  %d/%d notifications published; %d items waiting in '
+                  'the ledger, %d delivered' % (
+                      min(start + BATCH, len(messages)), len(messages),
+                      queue.status().pending, len(rcv.items)), file=out)
         fed = time.monotonic() - started
-        sink = runtime.sinks[0]
-        queue = sink_queue.SinkQueue(runtime.ledger, sink.name, sink.content)
         deadline = time.monotonic() + 120
         while queue.status().pending and time.monotonic() < deadline:
             time.sleep(0.1)
