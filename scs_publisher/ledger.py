@@ -163,6 +163,24 @@ class LedgerUnavailable(Exception):
     """The ledger cannot be reached or written right now."""
 
 
+def _describe(exc):
+    """A database error without its SQL and parameters (they may hold
+    payloads or, in a URL, a password)."""
+    orig = getattr(exc, 'orig', None)
+    return '%s: %s' % (type(orig or exc).__name__, orig or exc)
+
+
+def translate_errors(func):
+    """Decorator: database errors surface as :class:`LedgerUnavailable`."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except sa_exc.SQLAlchemyError as exc:
+            raise LedgerUnavailable(_describe(exc)) from exc
+    return wrapper
+
+
 class Ledger:
     """Owns the SQLAlchemy engine; opened on first use, never in __init__."""
 
@@ -365,6 +383,7 @@ class Ledger:
             self._engine.dispose()
             self._engine = None
 
+    @translate_errors
     def mark(self, now):
         """Record the newest ids (housekeeping, about once a minute)."""
         with self.begin() as conn:
@@ -384,6 +403,7 @@ class Ledger:
             .order_by(ledger_marks.c.at.desc()).limit(1)).first()
         return (row.outbox_id, row.key_id) if row else (0, 0)
 
+    @translate_errors
     def prune(self, now, dedup_retention, outbox_retention, sinks,
               chunk=10000):
         """Forget expired intake keys and delivered outbox items.
@@ -507,21 +527,3 @@ def _set_schema_version(conn, version):
     if not updated:
         conn.execute(sa.insert(ledger_meta).values(
             key=SCHEMA_VERSION_KEY, value=str(version)))
-
-
-def _describe(exc):
-    """A database error without its SQL and parameters (they may hold
-    payloads or, in a URL, a password)."""
-    orig = getattr(exc, 'orig', None)
-    return '%s: %s' % (type(orig or exc).__name__, orig or exc)
-
-
-def translate_errors(func):
-    """Decorator: database errors surface as :class:`LedgerUnavailable`."""
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except sa_exc.SQLAlchemyError as exc:
-            raise LedgerUnavailable(_describe(exc)) from exc
-    return wrapper
