@@ -394,6 +394,13 @@ class Ledger:
             conn.execute(sa.insert(ledger_marks).values(
                 at=now, outbox_id=outbox_id, key_id=key_id))
 
+    @translate_errors
+    def quarantined(self):
+        """How many inputs were quarantined as malformed."""
+        with self.begin() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(
+                quarantine)).scalar()
+
     def ids_before(self, conn, when):
         """``(outbox_id, key_id)``: every row up to these ids was written
         before ``when`` (as far as the marks tell; (0, 0) if they don't)."""

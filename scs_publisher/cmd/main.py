@@ -123,14 +123,15 @@ def cmd_status(args):
         status = sink_queue.SinkQueue(ledger, sink.name, sink.content)\
             .status()
         rows.append((sink, status))
+    quarantined = ledger.quarantined()
     if args.format == 'json':
-        print(json.dumps([dict(
+        print(json.dumps({'sinks': [dict(
             sink=sink.name, url=sink.driver.describe(), content=sink.content,
             pending=s.pending, oldest_pending_age=s.oldest_pending_age,
             delivered=s.delivered, failed_attempts=s.attempts,
             next_attempt_at=s.next_attempt_at, last_error=s.last_error,
             dead_letters=s.dead_letters, lease_owner=s.lease_owner)
-            for sink, s in rows], indent=2))
+            for sink, s in rows], 'quarantined': quarantined}, indent=2))
         return EXIT_OK
     header = ('SINK', 'CONTENT', 'PENDING', 'OLDEST', 'DELIVERED',
               'RETRYING', 'DEAD', 'URL')
@@ -150,6 +151,7 @@ def cmd_status(args):
     for sink, s in rows:
         if s.last_error:
             print('%s: last error: %s' % (sink.name, s.last_error))
+    print('Quarantined inputs (malformed, not delivered): %d' % quarantined)
     return EXIT_OK
 
 

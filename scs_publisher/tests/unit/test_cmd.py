@@ -83,10 +83,13 @@ class CommandTest(base.TestCase):
 
     def test_status_and_deliver_until_idle(self):
         intake_mod.Intake(self.ledger).accept(
-            [base.record('a'), base.record('b')])
+            [base.record('a'), base.record('b')],
+            [('event', 'no message_id', '<Event>')])
         code, out, _ = self.run_cmd('status', '--format', 'json')
         self.assertEqual(0, code)
-        (row,) = json.loads(out)
+        status = json.loads(out)
+        self.assertEqual(1, status['quarantined'])
+        (row,) = status['sinks']
         self.assertEqual(('hook', 2, 0), (row['sink'], row['pending'],
                                           row['delivered']))
         code, _, err = self.run_cmd('deliver', '--until-idle', '30')
@@ -96,6 +99,7 @@ class CommandTest(base.TestCase):
         code, out, _ = self.run_cmd('status')
         self.assertEqual(0, code)
         self.assertRegex(out, r'hook\s+raw\s+0\s+-\s+2\s+-\s+0')
+        self.assertIn('Quarantined inputs (malformed, not delivered): 1', out)
 
     def test_dead_letters_and_replay(self):
         intake_mod.Intake(self.ledger).accept([base.record('a')])
