@@ -9,8 +9,8 @@
 #    WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 #    License for the specific language governing permissions and limitations
 #    under the License.
-"""The dispatcher against a real SQLite ledger and real loopback
-receivers that fail on cue."""
+"""The dispatcher against real ledgers (SQLite, MariaDB, PostgreSQL) and
+real loopback receivers that fail on cue."""
 
 import json
 import threading
@@ -48,11 +48,11 @@ class PoisonScript(Script):
         return (422, {}) if 'bad' in ids else None
 
 
-class DispatchTestCase(base.TestCase):
+class DispatchTestCase(base.BackendMixin, base.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.ledger = ledger_mod.Ledger(self.sqlite_url())
+        self.ledger = ledger_mod.Ledger(self.ledger_url())
         self.addCleanup(self.ledger.dispose)
         self.intake = intake_mod.Intake(self.ledger)
         self.dispatchers = []
@@ -230,3 +230,11 @@ class DispatcherTest(DispatchTestCase):
         # Written without notify(), as another process would.
         self.intake.accept([base.record('x')])
         self.assertTrue(rcv.wait_for(1, 5))
+
+
+class MysqlDispatcherTest(DispatcherTest):
+    backend = 'mysql'
+
+
+class PostgresqlDispatcherTest(DispatcherTest):
+    backend = 'postgresql'
