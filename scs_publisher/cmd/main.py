@@ -315,48 +315,47 @@ def build_parser():
     sub = parser.add_subparsers(dest='command', metavar='COMMAND',
                                 required=True)
 
-    p = sub.add_parser('status', parents=[common],
-                       help='Per sink: pending items, oldest pending age, '
-                            'delivered, retrying, dead letters.')
-    p.add_argument('--format', choices=('table', 'json'), default='table')
-    p.set_defaults(func=cmd_status)
+    def command(name, summary, func, with_config=True):
+        sub_parser = sub.add_parser(
+            name, help=summary, description=summary,
+            parents=[common] if with_config else [])
+        sub_parser.set_defaults(func=func)
+        return sub_parser
 
-    p = sub.add_parser('deliver', parents=[common],
-                       help='Deliver from the ledger to every sink, in the '
-                            'foreground, until stopped (a service for '
-                            'dispatch_in_agent = False).')
+    p = command('status', 'Per sink: pending items, oldest pending age, '
+                'delivered, retrying, dead letters.', cmd_status)
+    p.add_argument('--format', choices=('table', 'json'), default='table')
+
+    p = command('deliver', 'Deliver from the ledger to every sink, in the '
+                'foreground, until stopped (a service for '
+                'dispatch_in_agent = False).', cmd_deliver)
     p.add_argument('--until-idle', type=float, metavar='SECONDS',
                    help='Stop when nothing is pending; fail if that takes '
                         'longer than SECONDS.')
-    p.set_defaults(func=cmd_deliver)
 
-    p = sub.add_parser('dead-letters', parents=[common],
-                       help='List items a sink gave up on, with reasons.')
+    p = command('dead-letters', 'List items a sink gave up on, with reasons.',
+                cmd_dead_letters)
     p.add_argument('--sink', help='Only this sink.')
     p.add_argument('--limit', type=int, default=100)
     p.add_argument('--format', choices=('text', 'json'), default='text')
-    p.set_defaults(func=cmd_dead_letters)
 
-    p = sub.add_parser('replay', parents=[common],
-                       help='Send items to a sink again: its dead letters '
-                            '(all, or --id), or everything accepted in a '
-                            'time range (--since/--until).')
+    p = command('replay', 'Send items to a sink again: its dead letters '
+                '(all, or --id), or everything accepted in a time range '
+                '(--since/--until).', cmd_replay)
     p.add_argument('--sink', required=True)
     p.add_argument('--id', type=int, action='append', metavar='OUTBOX_ID',
                    help='A dead letter\'s outbox id; repeatable.')
     p.add_argument('--since', metavar='TIME', help='ISO 8601, UTC if no '
                    'offset is given.')
     p.add_argument('--until', metavar='TIME')
-    p.set_defaults(func=cmd_replay)
 
-    p = sub.add_parser('check-config', parents=[common],
-                       help='Validate [scs_publisher] and every [sink:NAME] '
-                            'and reach the ledger; exit 2 on errors.')
-    p.set_defaults(func=cmd_check_config)
+    command('check-config', 'Validate [scs_publisher] and every '
+            '[sink:NAME] and reach the ledger; exit 2 on errors.',
+            cmd_check_config)
 
-    p = sub.add_parser('receive',
-                       help='Run the reference receiver: verify signatures, '
-                            'drop duplicate ids, store and print items.')
+    p = command('receive', 'Run the reference receiver: verify signatures, '
+                'drop duplicate ids, store and print items.', cmd_receive,
+                with_config=False)
     p.add_argument('--bind', default='127.0.0.1')
     p.add_argument('--port', type=int, default=8080)
     p.add_argument('--secret', action='append',
@@ -366,17 +365,14 @@ def build_parser():
                    help='Append accepted items to this JSON-lines file.')
     p.add_argument('--quiet', action='store_true',
                    help='Do not print accepted items.')
-    p.set_defaults(func=cmd_receive)
 
-    p = sub.add_parser('demo',
-                       help='Run notifications through the real Ceilometer '
-                            'pipelines and scs:// into a local receiver, '
-                            'with duplicates and a sink outage.')
+    p = command('demo', 'Run notifications through the real Ceilometer '
+                'pipelines and scs:// into a local receiver, with '
+                'duplicates and a sink outage.', cmd_demo, with_config=False)
     p.add_argument('--notifications', type=int, default=400)
     p.add_argument('--seed', type=int, default=1)
     p.add_argument('--outage', type=int, default=3, metavar='REQUESTS',
                    help='How many deliveries the receiver fails (503).')
-    p.set_defaults(func=cmd_demo)
     return parser
 
 
