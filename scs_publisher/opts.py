@@ -54,6 +54,10 @@ PUBLISHER_OPTS = [
                 default=[],
                 help='Names of the sinks to deliver to. Each name needs a '
                      'group [sink:NAME] with at least "url".'),
+    cfg.StrOpt('resource_definitions',
+               help='YAML file of billable resource types: which events '
+                    'and meters tell their lifecycle and attributes. '
+                    'Defaults to the packaged billing_resources.yaml.'),
     cfg.IntOpt('dedup_retention',
                default=7 * 24 * 3600, min=3600,
                help='Seconds an intake key (an event message_id, a sample '

@@ -32,6 +32,7 @@ from oslo_utils import timeutils
 from scs_publisher import ledger as ledger_mod
 from scs_publisher import opts
 from scs_publisher import receiver as receiver_mod
+from scs_publisher import resource_definitions
 from scs_publisher import runtime as runtime_mod
 from scs_publisher import sink_queue
 from scs_publisher.sinks import loader
@@ -167,6 +168,14 @@ def cmd_check_config(args):
         print('sink %s: %s, content=%s, format=%s' % (
             sink.name, sink.driver.describe(), sink.content,
             conf[opts.sink_group(sink.name)].format))
+    try:
+        definitions = resource_definitions.load(
+            conf[opts.GROUP].resource_definitions)
+        print('resource definitions %s: %d types' % (
+            definitions.source, len(definitions.types)))
+    except resource_definitions.DefinitionError as exc:
+        errors.append(str(exc))
+        print('ERROR: %s' % exc)
     if conf.notification.ack_on_event_error:
         print('WARNING: [notification] ack_on_event_error is True: an event '
               'the ledger cannot take is acknowledged and lost. Set it to '

@@ -55,7 +55,18 @@ class CommandTest(base.TestCase):
         self.assertEqual(0, code, out)
         self.assertIn('sink hook: http://127.0.0.1:', out)
         self.assertIn('ledger sqlite:///', out)
+        self.assertIn('billing_resources.yaml: 7 types', out)
         self.assertNotIn('ack_on_event_error is True', out)
+
+    def test_check_config_validates_resource_definitions(self):
+        bad = self.write_conf('resources: {volume: {colour: red}}\n',
+                              'defs.yaml')
+        with open(self.conf, 'a') as f:
+            f.write('[scs_publisher]\nresource_definitions = %s\n' % bad)
+        code, out, _ = self.run_cmd('check-config')
+        self.assertEqual(2, code)
+        self.assertIn('ERROR: %s: resource type "volume": colour' % bad,
+                      out)
 
     def test_check_config_names_the_bad_option(self):
         with open(self.conf, 'a') as f:
