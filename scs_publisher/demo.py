@@ -21,7 +21,6 @@ must hold every event and sample exactly once.
 
 import contextlib
 import io
-import os
 import sys
 import tempfile
 import threading
@@ -54,30 +53,14 @@ class _Outage:
         return None
 
 
-def _write_conf(directory, url):
-    path = os.path.join(directory, 'ceilometer.conf')
-    with open(path, 'w') as f:
-        f.write('[DEFAULT]\n'
-                'log_file = %s\n'
-                '[scs_publisher]\n'
-                'state_path = %s\n'
-                'sinks = billing\n'
-                '[sink:billing]\n'
-                'url = %s\n'
-                'content = raw\n'
-                'secret = %s\n'
-                'retry_schedule = 1\n'
-                % (os.path.join(directory, 'agent.log'), directory, url,
-                   SECRET))
-    return path
-
-
 def run(args, out=sys.stdout):
     outage = _Outage(args.outage)
     rcv = receiver_mod.Receiver(secrets=[SECRET], responder=outage).start()
     with tempfile.TemporaryDirectory(prefix='scs-demo-') as directory:
-        conf = inprocess.prepare_conf(
-            [_write_conf(directory, rcv.url)], directory, ['scs://'])
+        conf_path = inprocess.write_conf(directory, 'billing', {
+            'url': rcv.url, 'content': 'raw', 'secret': SECRET,
+            'retry_schedule': 1})
+        conf = inprocess.prepare_conf([conf_path], directory, ['scs://'])
         # A JSONPath library prints while Ceilometer loads its meter
         # definitions; keep the demo's output to what it shows.
         with contextlib.redirect_stdout(io.StringIO()):

@@ -42,6 +42,23 @@ def write_pipelines(directory, publishers):
     return paths
 
 
+def write_conf(directory, sink, sink_options, publisher_options=None):
+    """Write ``directory``/ceilometer.conf: logging to a file there, a
+    ledger under ``directory`` and one sink ``[sink:<sink>]``; returns its
+    path."""
+    path = os.path.join(directory, 'ceilometer.conf')
+    publisher = dict(state_path=directory, sinks=sink,
+                     **(publisher_options or {}))
+    with open(path, 'w') as f:
+        f.write('[DEFAULT]\nlog_file = %s\n'
+                % os.path.join(directory, 'agent.log'))
+        for group, options in (('scs_publisher', publisher),
+                               ('sink:%s' % sink, sink_options)):
+            f.write('[%s]\n' % group)
+            f.writelines('%s = %s\n' % item for item in options.items())
+    return path
+
+
 def prepare_conf(config_files, directory, publishers):
     """A Ceilometer configuration reading ``config_files``, with pipelines
     that publish everything to ``publishers``."""

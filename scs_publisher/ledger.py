@@ -371,11 +371,6 @@ class Ledger:
             self._statements = RawStatements(self.engine.dialect)
         return self._statements
 
-    def lock_outbox(self, conn):
-        """Serialize outbox writers (see :data:`OUTBOX_LOCK_KEY`)."""
-        if not self.is_sqlite:
-            conn.exec_driver_sql(self.statements.lock_outbox)
-
     def dispose(self):
         with self._sqlite_writer:
             self._drop_held_sqlite_connection()

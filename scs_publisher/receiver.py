@@ -86,11 +86,6 @@ class Receiver:
             return self._cond.wait_for(lambda: len(self.items) >= count,
                                        timeout)
 
-    def wait_for_requests(self, count, timeout):
-        with self._cond:
-            return self._cond.wait_for(lambda: len(self.requests) >= count,
-                                       timeout)
-
     def handle(self, headers, body):
         """Take one request; returns ``(status, headers, reply dict)``."""
         with self._cond:
