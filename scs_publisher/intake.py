@@ -11,9 +11,9 @@
 #    under the License.
 """The intake step: one ledger transaction per batch of records.
 
-It drops records whose key was seen before, remembers the new keys and
-appends the new records to the outbox, all in one commit, so a record is
-either fully accepted or not at all. It runs once per notification, so it
+It appends the records to the outbox, where a record whose dedup key is
+already there inserts nothing, in one commit, so a record is either fully
+accepted or not at all. It runs once per notification, so it
 uses the ledger's precompiled statements (see ``Ledger.raw_transaction``).
 """
 
@@ -44,19 +44,17 @@ class Intake:
         fresh = []
         with self.ledger.raw_transaction() as cursor:
             for record in records:
-                # The key insert is the dedup check: it inserts nothing if
-                # the key is there, from an earlier call or this batch.
-                cursor.execute(sql.insert_key.sql, sql.insert_key.params(
-                    {'key': record.dedup_key, 'seen_at': now}))
+                # The unique dedup_key makes this insert nothing for an item
+                # accepted before, in an earlier call or in this one.
+                insert = sql.insert_outbox
+                cursor.execute(insert.sql, insert.params({
+                    'dedup_key': record.dedup_key, 'content': record.content,
+                    'kind': record.kind, 'item_id': record.item_id,
+                    'event_type': record.event_type,
+                    'project_id': record.project_id, 'created_at': now,
+                    'payload': record.payload}))
                 if cursor.rowcount == 1:
                     fresh.append(record)
-            if fresh:
-                cursor.executemany(sql.insert_outbox.sql, [
-                    sql.insert_outbox.params({
-                        'content': r.content, 'kind': r.kind,
-                        'item_id': r.item_id, 'event_type': r.event_type,
-                        'project_id': r.project_id, 'created_at': now,
-                        'payload': r.payload}) for r in fresh])
             if quarantined:
                 cursor.executemany(sql.insert_quarantine.sql, [
                     sql.insert_quarantine.params({

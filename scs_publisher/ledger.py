@@ -13,14 +13,16 @@
 
 Tables:
 
-``intake_keys``
-    One row per accepted input (event message_id, sample content key) for
-    ``dedup_retention`` seconds; a second arrival of the key is dropped.
-``ledger_marks``
-    Which ids were the newest at which time, so old rows expire by id.
 ``outbox``
     What the sinks receive, in the order it was accepted. ``content`` says
     which sinks want it (``raw`` now, ``billing`` for billing events).
+    Its unique ``dedup_key`` (an event's message_id, a sample's content
+    key; later a billing event's deterministic id) makes a second arrival
+    of the same item insert nothing; rows are kept at least
+    ``dedup_retention`` seconds for that.
+``ledger_marks``
+    Which outbox ids were the newest at which time, so old rows expire by
+    id.
 ``sink_state``
     Per sink: the cursor (last outbox id handled), the batch in flight,
     its failures and backoff, and the lease that says which process
@@ -60,19 +62,13 @@ ledger_meta = sa.Table(
     sa.Column('value', sa.String(255), nullable=False),
 )
 
-# Rows are appended in time order, so both tables expire by id range (see
-# ``ledger_marks``) and need no index on time: every index is paid for on
-# each notification.
-intake_keys = sa.Table(
-    'intake_keys', metadata,
-    sa.Column('id', BigId, primary_key=True, autoincrement=True),
-    sa.Column('key', sa.String(64), nullable=False, unique=True),
-    sa.Column('seen_at', sa.Double, nullable=False),
-)
-
+# Rows are appended in time order, so they expire by id range (see
+# ``ledger_marks``) and need no index on time: every index, like every
+# table, is paid for on each notification.
 outbox = sa.Table(
     'outbox', metadata,
     sa.Column('id', BigId, primary_key=True, autoincrement=True),
+    sa.Column('dedup_key', sa.String(64), nullable=False, unique=True),
     sa.Column('content', sa.String(16), nullable=False),
     sa.Column('kind', sa.String(32), nullable=False),
     sa.Column('item_id', sa.String(255), nullable=False),
@@ -90,7 +86,6 @@ ledger_marks = sa.Table(
     sa.Column('id', BigId, primary_key=True, autoincrement=True),
     sa.Column('at', sa.Double, nullable=False),
     sa.Column('outbox_id', BigId, nullable=False),
-    sa.Column('key_id', BigId, nullable=False),
 )
 
 sink_state = sa.Table(
@@ -384,10 +379,8 @@ class Ledger:
         with self.begin() as conn:
             outbox_id = conn.execute(sa.select(sa.func.max(outbox.c.id)))\
                 .scalar() or 0
-            key_id = conn.execute(sa.select(sa.func.max(intake_keys.c.id)))\
-                .scalar() or 0
             conn.execute(sa.insert(ledger_marks).values(
-                at=now, outbox_id=outbox_id, key_id=key_id))
+                at=now, outbox_id=outbox_id))
 
     @translate_errors
     def quarantined(self):
@@ -397,44 +390,42 @@ class Ledger:
                 quarantine)).scalar()
 
     def ids_before(self, conn, when):
-        """``(outbox_id, key_id)``: every row up to these ids was written
-        before ``when`` (as far as the marks tell; (0, 0) if they don't)."""
-        row = conn.execute(
-            sa.select(ledger_marks.c.outbox_id, ledger_marks.c.key_id)
+        """Every outbox row up to this id was written before ``when`` (as
+        far as the marks tell; 0 if they don't)."""
+        return conn.execute(
+            sa.select(ledger_marks.c.outbox_id)
             .where(ledger_marks.c.at <= when)
-            .order_by(ledger_marks.c.at.desc()).limit(1)).first()
-        return (row.outbox_id, row.key_id) if row else (0, 0)
+            .order_by(ledger_marks.c.at.desc()).limit(1)).scalar() or 0
 
     @translate_errors
     def prune(self, now, dedup_retention, outbox_retention, sinks,
               chunk=10000):
-        """Forget expired intake keys and delivered outbox items.
+        """Forget old outbox items; returns how many.
 
-        An outbox item stays while any of ``sinks`` has not passed it, while
-        it is dead-lettered or queued for replay for any sink, and for
-        ``outbox_retention`` seconds after it was accepted. Deletes go in
-        chunks so the intake never waits long.
+        An item stays while any of ``sinks`` has not passed it, while it is
+        dead-lettered or queued for replay for any sink, and for the longer
+        of ``dedup_retention`` (its key drops redeliveries) and
+        ``outbox_retention`` (for replay) after it was accepted. Deletes go
+        in chunks so the intake never waits long.
         """
+        keep_for = max(dedup_retention, outbox_retention)
         with self.begin() as conn:
-            _, key_limit = self.ids_before(conn, now - dedup_retention)
-            outbox_limit, _ = self.ids_before(conn, now - outbox_retention)
+            limit = self.ids_before(conn, now - keep_for)
             cursors = [row.cursor for row in conn.execute(
                 sa.select(sink_state.c.cursor)
                 .where(sink_state.c.sink.in_(list(sinks))))]
             if len(cursors) == len(set(sinks)):
-                outbox_limit = min([outbox_limit] + cursors)
+                limit = min([limit] + cursors)
             else:
-                outbox_limit = 0  # a sink has not started yet
+                limit = 0  # a sink has not started yet
             held = list(conn.execute(sa.union(
                 sa.select(dead_letters.c.outbox_id),
                 sa.select(replays.c.outbox_id))).scalars())
-            oldest_mark = min(now - dedup_retention, now - outbox_retention)
-        keys = self._delete_up_to(intake_keys, key_limit, chunk)
-        items = self._delete_up_to(outbox, outbox_limit, chunk, keep=held)
+        items = self._delete_up_to(outbox, limit, chunk, keep=held)
         with self.begin() as conn:
             conn.execute(sa.delete(ledger_marks)
-                         .where(ledger_marks.c.at < oldest_mark - 86400))
-        return keys, items
+                         .where(ledger_marks.c.at < now - keep_for - 86400))
+        return items
 
     def _delete_up_to(self, table, limit, chunk, keep=()):
         deleted, after = 0, 0
@@ -472,23 +463,19 @@ class RawStatement:
 class RawStatements:
     """The intake's statements, compiled for one dialect."""
 
-    OUTBOX_KEYS = ['content', 'kind', 'item_id', 'event_type', 'project_id',
-                   'created_at', 'payload']
+    OUTBOX_KEYS = ['dedup_key', 'content', 'kind', 'item_id', 'event_type',
+                   'project_id', 'created_at', 'payload']
 
     def __init__(self, dialect):
         name = dialect.name
         if name == 'sqlite':
-            insert_key = sqlite.insert(intake_keys).on_conflict_do_nothing()
+            insert = sqlite.insert(outbox).on_conflict_do_nothing()
         elif name == 'postgresql':
-            insert_key = postgresql.insert(intake_keys)\
-                .on_conflict_do_nothing()
+            insert = postgresql.insert(outbox).on_conflict_do_nothing()
         else:
-            insert_key = sa.insert(intake_keys).prefix_with('IGNORE')
-        #: Inserts a key unless present; rowcount says which.
-        self.insert_key = RawStatement(insert_key, dialect,
-                                       ['key', 'seen_at'])
-        self.insert_outbox = RawStatement(sa.insert(outbox), dialect,
-                                          self.OUTBOX_KEYS)
+            insert = sa.insert(outbox).prefix_with('IGNORE')
+        #: Appends an item unless its dedup_key is there; rowcount says.
+        self.insert_outbox = RawStatement(insert, dialect, self.OUTBOX_KEYS)
         self.insert_quarantine = RawStatement(
             sa.insert(quarantine), dialect,
             ['kind', 'reason', 'excerpt', 'quarantined_at'])

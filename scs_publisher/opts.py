@@ -60,15 +60,16 @@ PUBLISHER_OPTS = [
                     'Defaults to the packaged billing_resources.yaml.'),
     cfg.IntOpt('dedup_retention',
                default=7 * 24 * 3600, min=3600,
-               help='Seconds an intake key (an event message_id, a sample '
-                    'content key) is kept to drop redelivered duplicates. '
-                    'Must outlast RabbitMQ redelivery and agent restarts.'),
+               help='Seconds an accepted item is kept at least, so that its '
+                    'key (an event\'s message_id, a sample\'s content) '
+                    'drops the same item arriving again. Must outlast '
+                    'RabbitMQ redelivery and agent restarts.'),
     cfg.IntOpt('outbox_retention',
                default=7 * 24 * 3600, min=0,
-               help='Seconds an outbox item is kept after every sink has '
-                    'delivered it, so that "scs-publisher replay" can send '
-                    'a time range again. Items still pending or dead-'
-                    'lettered for any sink are never removed.'),
+               help='Seconds an accepted item is kept at least, so that '
+                    '"scs-publisher replay" can send a time range again. '
+                    'Items still pending or dead-lettered for any sink are '
+                    'never removed.'),
     cfg.BoolOpt('dispatch_in_agent',
                 default=True,
                 help='Run the dispatcher as threads inside the Ceilometer '

@@ -113,12 +113,11 @@ class Runtime:
         group = self.conf[opts.GROUP]
         now = time.time()
         self.ledger.mark(now)
-        keys, items = self.ledger.prune(
+        items = self.ledger.prune(
             now, group.dedup_retention, group.outbox_retention,
             [sink.name for sink in self.sinks])
-        if keys or items:
-            LOG.debug('Pruned %d intake keys and %d outbox items', keys,
-                      items)
+        if items:
+            LOG.debug('Pruned %d outbox items', items)
 
 
 def get_runtime(conf):

@@ -356,7 +356,7 @@ class SinkQueue:
         now = time.time()
         with self.ledger.begin() as conn:
             # The marks narrow the scan to an id range; created_at decides.
-            first, _ = self.ledger.ids_before(conn, since)
+            first = self.ledger.ids_before(conn, since)
             query = (sa.select(_outbox.c.id)
                      .where(_outbox.c.id > first)
                      .where(_outbox.c.content == self.content)

@@ -84,7 +84,7 @@ class LedgerCases(base.BackendMixin):
 
     # -- expiry ------------------------------------------------------------
 
-    def test_prune_expires_keys_and_delivered_items_by_marks(self):
+    def test_prune_expires_delivered_items_by_marks(self):
         queue = sink_queue.SinkQueue(self.ledger, 'hook', 'raw')
         self.intake.accept([base.record('old-1'), base.record('old-2')])
         self.ledger.mark(1000.0)
@@ -93,9 +93,9 @@ class LedgerCases(base.BackendMixin):
         queue.dead_letter('me', batch, batch.items[:1], 'refused')
         # old-1 is a dead letter, old-2 delivered, new delivered too but
         # younger than the retention.
-        keys, items = self.ledger.prune(1000.0 + 50, dedup_retention=10,
-                                        outbox_retention=10, sinks=['hook'])
-        self.assertEqual((2, 1), (keys, items))
+        items = self.ledger.prune(1000.0 + 50, dedup_retention=10,
+                                  outbox_retention=5, sinks=['hook'])
+        self.assertEqual(1, items)
         self.assertEqual(['old-1', 'new'],
                          [r.item_id for r in self.rows(ledger_mod.outbox)])
         # A key that expired is accepted again.
@@ -105,8 +105,18 @@ class LedgerCases(base.BackendMixin):
     def test_prune_keeps_items_a_sink_has_not_passed(self):
         self.intake.accept([base.record('x')])
         self.ledger.mark(1000.0)
-        keys, items = self.ledger.prune(2000.0, 10, 10, sinks=['slow'])
-        self.assertEqual(0, items)
+        self.assertEqual(0, self.ledger.prune(2000.0, 10, 10,
+                                              sinks=['slow']))
+
+    def test_dedup_retention_outlasts_a_shorter_outbox_retention(self):
+        queue = sink_queue.SinkQueue(self.ledger, 'hook', 'raw')
+        self.intake.accept([base.record('a')])
+        self.ledger.mark(1000.0)
+        queue.complete('me', queue.head('me', 10, 60), 1)
+        self.assertEqual(0, self.ledger.prune(1000.0 + 50, dedup_retention=100,
+                                              outbox_retention=10,
+                                              sinks=['hook']))
+        self.assertEqual(0, self.intake.accept([base.record('a')]).accepted)
 
     # -- a sink's queue ------------------------------------------------------
 
