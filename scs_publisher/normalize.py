@@ -81,7 +81,7 @@ def sample_record(sample):
         raise MalformedItem('sample %s of %s is not JSON-serializable: %s'
                             % (item.get('name'), item.get('resource_id'),
                                exc)) from exc
-    key = 'sample:' + _digest(stable)
+    key = _digest('sample:' + stable)
     return Record(dedup_key=key, content=CONTENT_RAW, kind=KIND_SAMPLE,
                   item_id=str(item['id']), event_type=str(item['name']),
                   project_id=item.get('project_id'), payload=payload)
@@ -104,7 +104,7 @@ def event_record(event):
         if trait.name in ('project_id', 'tenant_id') and trait.value:
             project_id = str(trait.value)
             break
-    key = 'event:' + _digest(str(event.message_id))
+    key = _digest('event:%s' % event.message_id)
     return Record(dedup_key=key, content=CONTENT_RAW, kind=KIND_EVENT,
                   item_id=str(event.message_id),
                   event_type=str(event.event_type), project_id=project_id,

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from scs_publisher import intake as intake_mod
 from scs_publisher import ledger as ledger_mod
+from scs_publisher import normalize
 from scs_publisher import sink_queue
 from scs_publisher.tests import base
 
@@ -49,6 +50,13 @@ class LedgerCases(base.BackendMixin):
         self.assertEqual((1, 1), (result.accepted, result.duplicates))
         self.assertEqual(['a', 'b', 'c'],
                          [r.item_id for r in self.rows(ledger_mod.outbox)])
+
+    def test_real_records_fit_the_schema(self):
+        from scs_publisher.tests.unit import test_normalize
+        records = [normalize.sample_record(test_normalize.make_sample()),
+                   normalize.event_record(test_normalize.make_event())]
+        self.assertEqual(2, self.intake.accept(records).accepted)
+        self.assertEqual(0, self.intake.accept(records).accepted)
 
     def test_intake_records_quarantine(self):
         self.intake.accept([], [('event', 'no message_id', '<Event>')])
