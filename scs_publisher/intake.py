@@ -17,7 +17,10 @@ accepted or not at all. It runs once per notification, so it
 uses the ledger's precompiled statements (see ``Ledger.raw_transaction``).
 """
 
+import threading
 import time
+
+from scs_publisher import ledger as ledger_mod
 
 
 class IntakeResult:
@@ -28,37 +31,89 @@ class IntakeResult:
         self.duplicates = duplicates
 
 
+class _Request:
+    """One caller's records, waiting to be committed by whichever caller
+    leads the next group commit."""
+    __slots__ = ('records', 'quarantined', 'result', 'error', 'done')
+
+    def __init__(self, records, quarantined):
+        self.records = records
+        self.quarantined = quarantined
+        self.result = None
+        self.error = None
+        self.done = False
+
+
 class Intake:
+    """Commits records for many threads, grouping concurrent callers.
+
+    Ceilometer calls publishers from up to 64 threads per process, one
+    notification per call. Callers queue their records; the one that gets
+    the commit lock commits every queued request in one transaction, and
+    the others find theirs done when the lock comes to them. Each caller
+    still returns only after its own records are committed.
+    """
+
     def __init__(self, ledger):
         self.ledger = ledger
+        self._queue = []
+        self._queue_lock = threading.Lock()
+        self._commit_lock = threading.Lock()
 
     def accept(self, records, quarantined=()):
         """Commit ``records`` (deduplicated) and ``quarantined`` entries.
 
         :param quarantined: ``(kind, reason, excerpt)`` tuples.
         :returns: :class:`IntakeResult`
-        :raises LedgerUnavailable: nothing was committed.
+        :raises LedgerUnavailable: nothing of this call was committed.
         """
+        request = _Request(records, quarantined)
+        with self._queue_lock:
+            self._queue.append(request)
+        with self._commit_lock:
+            if not request.done:
+                with self._queue_lock:
+                    group, self._queue = self._queue, []
+                self._commit(group)
+        if isinstance(request.error, ledger_mod.LedgerUnavailable):
+            # One instance per caller: each raise gets its own traceback.
+            raise ledger_mod.LedgerUnavailable(str(request.error)) \
+                from request.error
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    def _commit(self, group):
         now = time.time()
         sql = self.ledger.statements
-        fresh = []
-        with self.ledger.raw_transaction() as cursor:
-            for record in records:
-                # The unique dedup_key makes this insert nothing for an item
-                # accepted before, in an earlier call or in this one.
-                insert = sql.insert_outbox
-                cursor.execute(insert.sql, insert.params({
-                    'dedup_key': record.dedup_key, 'content': record.content,
-                    'kind': record.kind, 'item_id': record.item_id,
-                    'event_type': record.event_type,
-                    'project_id': record.project_id, 'created_at': now,
-                    'payload': record.payload}))
-                if cursor.rowcount == 1:
-                    fresh.append(record)
-            if quarantined:
-                cursor.executemany(sql.insert_quarantine.sql, [
-                    sql.insert_quarantine.params({
-                        'kind': kind, 'reason': reason, 'excerpt': excerpt,
-                        'quarantined_at': now})
-                    for kind, reason, excerpt in quarantined])
-        return IntakeResult(len(fresh), len(records) - len(fresh))
+        insert = sql.insert_outbox
+        fresh = [0] * len(group)
+        try:
+            with self.ledger.raw_transaction() as cursor:
+                for index, request in enumerate(group):
+                    for record in request.records:
+                        # The unique dedup_key makes this insert nothing for
+                        # an item accepted before, in any call.
+                        cursor.execute(insert.sql, insert.params({
+                            'dedup_key': record.dedup_key,
+                            'content': record.content, 'kind': record.kind,
+                            'item_id': record.item_id,
+                            'event_type': record.event_type,
+                            'project_id': record.project_id,
+                            'created_at': now, 'payload': record.payload}))
+                        fresh[index] += cursor.rowcount == 1
+                    if request.quarantined:
+                        cursor.executemany(sql.insert_quarantine.sql, [
+                            sql.insert_quarantine.params({
+                                'kind': kind, 'reason': reason,
+                                'excerpt': excerpt, 'quarantined_at': now})
+                            for kind, reason, excerpt in request.quarantined])
+        except Exception as exc:
+            for request in group:
+                request.error = exc
+                request.done = True
+            return
+        for request, accepted in zip(group, fresh):
+            request.result = IntakeResult(
+                accepted, len(request.records) - accepted)
+            request.done = True

@@ -82,6 +82,40 @@ class LedgerCases(base.BackendMixin):
         self.assertEqual(sorted(keys), sorted(
             r.item_id for r in self.rows(ledger_mod.outbox)))
 
+    def test_concurrent_callers_share_one_commit(self):
+        commits = []
+        original = self.ledger.raw_transaction
+
+        def counting():
+            commits.append(1)
+            return original()
+        self.ledger.raw_transaction = counting
+        results = {}
+
+        def call(key):
+            results[key] = self.intake.accept([base.record(key),
+                                               base.record('shared')])
+        # While one commit is under way, five callers queue up...
+        with self.intake._commit_lock:
+            threads = [threading.Thread(target=call, args=('k%d' % i,))
+                       for i in range(5)]
+            for t in threads:
+                t.start()
+            base.wait_until(lambda: len(self.intake._queue) == 5, 10,
+                            message='five queued callers')
+        for t in threads:
+            t.join()
+        # ...and the first to get the lock commits them all at once.
+        self.assertEqual(1, len(commits))
+        self.assertEqual(6, len(self.rows(ledger_mod.outbox)))
+        self.assertEqual(6, sum(r.accepted for r in results.values()))
+        self.assertEqual(4, sum(r.duplicates for r in results.values()))
+
+    def test_a_failed_group_commit_fails_every_caller(self):
+        self.ledger.raw_transaction = _failing_transaction
+        self.assertRaises(ledger_mod.LedgerUnavailable, self.intake.accept,
+                          [base.record('b')])
+
     def test_schema_is_versioned_and_upgrade_is_idempotent(self):
         self.ledger.engine
         again = ledger_mod.Ledger(self.ledger.url)
@@ -217,6 +251,10 @@ class LedgerCases(base.BackendMixin):
         status = queue.status()
         self.assertEqual(2, status.pending)
         self.assertGreaterEqual(status.oldest_pending_age, 0)
+
+
+def _failing_transaction():
+    raise ledger_mod.LedgerUnavailable('disk full')
 
 
 def _takes(queue, owner):
