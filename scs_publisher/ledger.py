@@ -385,7 +385,7 @@ class Ledger:
     @translate_errors
     def quarantined(self):
         """How many inputs were quarantined as malformed."""
-        with self.begin() as conn:
+        with self.read() as conn:
             return conn.execute(sa.select(sa.func.count()).select_from(
                 quarantine)).scalar()
 

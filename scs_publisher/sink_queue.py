@@ -385,7 +385,7 @@ class SinkQueue:
 
     @ledger_mod.translate_errors
     def dead_letter_list(self, limit=100):
-        with self.ledger.begin() as conn:
+        with self.ledger.read() as conn:
             return conn.execute(
                 sa.select(_dead.c.outbox_id, _dead.c.reason,
                           _dead.c.status_code, _dead.c.response,
@@ -399,7 +399,7 @@ class SinkQueue:
     @ledger_mod.translate_errors
     def status(self):
         now = time.time()
-        with self.ledger.begin() as conn:
+        with self.ledger.read() as conn:
             state = conn.execute(sa.select(_state).where(
                 _state.c.sink == self.sink)).first()
             cursor = state.cursor if state else 0
