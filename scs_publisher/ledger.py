@@ -98,7 +98,6 @@ sink_state = sa.Table(
     sa.Column('inflight_source', sa.String(16)),
     sa.Column('inflight_last', BigId),
     sa.Column('attempts', sa.Integer, nullable=False, default=0),
-    sa.Column('first_failure_at', sa.Double),
     sa.Column('next_attempt_at', sa.Double),
     sa.Column('last_error', sa.Text),
 )

@@ -82,7 +82,7 @@ _LOAD_REPLAY = (sa.select(*_ITEM_COLUMNS, _replays.c.requested_at)
 _FINISH = (sa.update(_state).where(_THIS_SINK)
            .where(_state.c.lease_owner == _bp('b_owner'))
            .values(inflight_source=None, inflight_last=None, attempts=0,
-                   first_failure_at=None, next_attempt_at=None,
+                   next_attempt_at=None,
                    last_error=None,
                    delivered=_state.c.delivered + _bp('b_count')))
 _FINISH_OUTBOX = _FINISH.values(cursor=_bp('b_last'))
@@ -289,14 +289,11 @@ class SinkQueue:
     @ledger_mod.translate_errors
     def fail(self, owner, batch, error, next_attempt_at):
         """The batch failed and will be tried again at ``next_attempt_at``."""
-        now = time.time()
         with self.ledger.begin() as conn:
             moved = conn.execute(
                 sa.update(_state).where(_state.c.sink == self.sink)
                 .where(_state.c.lease_owner == owner)
                 .values(attempts=_state.c.attempts + 1,
-                        first_failure_at=sa.func.coalesce(
-                            _state.c.first_failure_at, now),
                         next_attempt_at=next_attempt_at,
                         last_error=error[:2000])).rowcount
         if moved != 1:
