@@ -12,23 +12,32 @@
 """The intake step: one ledger transaction per batch of records.
 
 It appends the records to the outbox, where a record whose dedup key is
-already there inserts nothing, in one commit, so a record is either fully
-accepted or not at all. It runs once per notification, so it
-uses the ledger's precompiled statements (see ``Ledger.raw_transaction``).
+already there inserts nothing, and for each new record that tells
+something about a billable resource applies the reconciler (see
+:mod:`scs_publisher.reconcile_store`), in one commit, so a record and the
+billing events it causes are either fully accepted or not at all. It runs
+once per notification, so it uses the ledger's precompiled statements (see
+``Ledger.raw_transaction``).
 """
 
 import threading
 import time
 
+from oslo_log import log
+
 from scs_publisher import ledger as ledger_mod
+from scs_publisher import normalize
+
+LOG = log.getLogger(__name__)
 
 
 class IntakeResult:
-    __slots__ = ('accepted', 'duplicates')
+    __slots__ = ('accepted', 'duplicates', 'billing_events')
 
-    def __init__(self, accepted=0, duplicates=0):
+    def __init__(self, accepted=0, duplicates=0, billing_events=0):
         self.accepted = accepted
         self.duplicates = duplicates
+        self.billing_events = billing_events
 
 
 class _Request:
@@ -54,8 +63,11 @@ class Intake:
     still returns only after its own records are committed.
     """
 
-    def __init__(self, ledger):
+    def __init__(self, ledger, reconcile_store=None):
         self.ledger = ledger
+        #: :class:`~scs_publisher.reconcile_store.ReconcileStore`, or None
+        #: when billing events are not derived (no usable definitions).
+        self.reconcile_store = reconcile_store
         self._queue = []
         self._queue_lock = threading.Lock()
         self._commit_lock = threading.Lock()
@@ -87,10 +99,13 @@ class Intake:
         now = time.time()
         sql = self.ledger.statements
         insert = sql.insert_outbox
+        store = self.reconcile_store
         fresh = [0] * len(group)
+        billing = [0] * len(group)
         try:
             with self.ledger.raw_transaction() as cursor:
                 for index, request in enumerate(group):
+                    quarantined = list(request.quarantined)
                     for record in request.records:
                         # The unique dedup_key makes this insert nothing for
                         # an item accepted before, in any call.
@@ -101,19 +116,45 @@ class Intake:
                             'event_type': record.event_type,
                             'project_id': record.project_id,
                             'created_at': now, 'payload': record.payload}))
-                        fresh[index] += cursor.rowcount == 1
-                    if request.quarantined:
+                        if cursor.rowcount != 1:
+                            continue  # seen before: reconciled before
+                        fresh[index] += 1
+                        if store is not None and store.wants(record):
+                            billing[index] += self._reconcile(
+                                cursor, record, now, quarantined)
+                    if quarantined:
                         cursor.executemany(sql.insert_quarantine.sql, [
                             sql.insert_quarantine.params({
                                 'kind': kind, 'reason': reason,
                                 'excerpt': excerpt, 'quarantined_at': now})
-                            for kind, reason, excerpt in request.quarantined])
+                            for kind, reason, excerpt in quarantined])
         except Exception as exc:
             for request in group:
                 request.error = exc
                 request.done = True
             return
-        for request, accepted in zip(group, fresh):
+        for request, accepted, events in zip(group, fresh, billing):
             request.result = IntakeResult(
-                accepted, len(request.records) - accepted)
+                accepted, len(request.records) - accepted, events)
             request.done = True
+
+    def _reconcile(self, cursor, record, now, quarantined):
+        """Billing events for one fresh record, in the same transaction.
+        Input billing cannot use is quarantined; the record itself stays
+        accepted (raw sinks still get it)."""
+        try:
+            return self.reconcile_store.apply(cursor, record, now)
+        except normalize.MalformedItem as exc:
+            reason = str(exc)
+        except self.ledger.dbapi_error:
+            raise
+        except Exception as exc:
+            # A bug in the rules must not stop the intake: the item is
+            # kept for an operator, with the error.
+            LOG.exception('Reconciling %s %s failed', record.kind,
+                          record.item_id)
+            reason = 'reconciler error: %s: %s' % (type(exc).__name__, exc)
+        LOG.warning('Quarantined %s %s for billing: %s', record.kind,
+                    record.item_id, reason)
+        quarantined.append((record.kind, reason, record.payload[:1000]))
+        return 0

@@ -15,9 +15,9 @@ Tables:
 
 ``outbox``
     What the sinks receive, in the order it was accepted. ``content`` says
-    which sinks want it (``raw`` now, ``billing`` for billing events).
+    which sinks want it (``raw`` items, ``billing`` events).
     Its unique ``dedup_key`` (an event's message_id, a sample's content
-    key; later a billing event's deterministic id) makes a second arrival
+    key, a billing event's deterministic id) makes a second arrival
     of the same item insert nothing; rows are kept at least
     ``dedup_retention`` seconds for that.
 ``ledger_marks``
@@ -31,6 +31,9 @@ Tables:
     Items a sink gave up on, and items an operator asked to send again.
 ``quarantine``
     Input that could not be understood, with the reason, for an operator.
+``resource_state`` / ``usage_windows`` / ``inventory_cycles``
+    The reconciler's state: per billable resource, per usage window, per
+    inventory cycle.
 
 The schema is versioned in ``ledger_meta`` and created or upgraded on first
 use by whichever process gets there first (see :data:`MIGRATIONS`).
@@ -129,6 +132,64 @@ quarantine = sa.Table(
     sa.Column('quarantined_at', sa.Double, nullable=False),
 )
 
+# The reconciler's state per billable resource (see reconcile.py). The
+# timeline and the emitted facts are JSON: they are read and written whole,
+# never queried.
+resource_state = sa.Table(
+    'resource_state', metadata,
+    sa.Column('resource_type', sa.String(64), primary_key=True),
+    sa.Column('resource_id', sa.String(255), primary_key=True),
+    sa.Column('project_id', sa.String(255)),
+    sa.Column('user_id', sa.String(255)),
+    sa.Column('started_at', sa.Double),
+    sa.Column('ended_at', sa.Double),
+    sa.Column('last_seen', sa.Double),
+    sa.Column('last_absent_at', sa.Double),
+    sa.Column('missed_since', sa.Double),
+    sa.Column('misses', sa.Integer, nullable=False, default=0),
+    sa.Column('sequence', sa.Integer, nullable=False, default=0),
+    sa.Column('review_at', sa.Double, index=True),
+    sa.Column('updated_at', sa.Double, nullable=False),
+    sa.Column('attributes', sa.Text, nullable=False),
+    sa.Column('timeline', sa.Text().with_variant(
+        mysql.MEDIUMTEXT(), 'mysql'), nullable=False),
+    sa.Column('emitted', sa.Text().with_variant(
+        mysql.MEDIUMTEXT(), 'mysql'), nullable=False),
+)
+
+# One row per resource, usage meter and window.
+usage_windows = sa.Table(
+    'usage_windows', metadata,
+    sa.Column('resource_id', sa.String(255), primary_key=True),
+    sa.Column('meter', sa.String(255), primary_key=True),
+    sa.Column('window_start', sa.Double, primary_key=True),
+    sa.Column('resource_type', sa.String(64), nullable=False),
+    sa.Column('window_end', sa.Double, nullable=False),
+    sa.Column('unit', sa.String(64)),
+    sa.Column('project_id', sa.String(255)),
+    sa.Column('user_id', sa.String(255)),
+    # Processing time at which the window is finalized; NULL once it is.
+    sa.Column('due_at', sa.Double, index=True),
+    sa.Column('live', sa.String(64)),
+    sa.Column('sig', sa.Text),
+    sa.Column('samples', sa.Text().with_variant(
+        mysql.MEDIUMTEXT(), 'mysql'), nullable=False),
+)
+
+# Inventory cycles: complete once the marker and every sample it counts
+# have arrived; only then is absence from it evidence.
+inventory_cycles = sa.Table(
+    'inventory_cycles', metadata,
+    sa.Column('cycle_id', sa.String(255), primary_key=True),
+    sa.Column('resource_type', sa.String(64), nullable=False),
+    sa.Column('seen', sa.Integer, nullable=False, default=0),
+    sa.Column('listed', sa.Integer),
+    sa.Column('started_at', sa.Double),
+    sa.Column('marker_at', sa.Double),
+    sa.Column('applied_at', sa.Double),
+    sa.Column('created_at', sa.Double, nullable=False),
+)
+
 # SQLite pages in the WAL before a checkpoint (40 MiB at 4 KiB pages).
 WAL_CHECKPOINT_PAGES = 10000
 
@@ -143,14 +204,24 @@ SCHEMA_VERSION_KEY = 'schema_version'
 OUTBOX_LOCK_KEY = 'outbox_writer'
 
 
+_V1_TABLES = (ledger_meta, outbox, ledger_marks, sink_state, dead_letters,
+              replays, quarantine)
+_V2_TABLES = (resource_state, usage_windows, inventory_cycles)
+
+
 def _create_v1(conn):
-    metadata.create_all(conn)
+    metadata.create_all(conn, tables=_V1_TABLES)
     conn.execute(sa.insert(ledger_meta),
                  [{'key': OUTBOX_LOCK_KEY, 'value': '0'}])
 
 
+def _create_v2(conn):
+    """The reconciler's state."""
+    metadata.create_all(conn, tables=_V2_TABLES)
+
+
 # Each step brings the schema from version N to N + 1, in one transaction.
-MIGRATIONS = [_create_v1]
+MIGRATIONS = [_create_v1, _create_v2]
 
 
 class LedgerUnavailable(Exception):
@@ -358,6 +429,11 @@ class Ledger:
         if self._held is not None:
             self._held.invalidate()
             self._held = None
+
+    @property
+    def dbapi_error(self):
+        """The driver's base exception (errors of the raw path)."""
+        return self.engine.dialect.loaded_dbapi.Error
 
     @property
     def statements(self):

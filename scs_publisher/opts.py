@@ -58,6 +58,38 @@ PUBLISHER_OPTS = [
                help='YAML file of billable resource types: which events '
                     'and meters tell their lifecycle and attributes. '
                     'Defaults to the packaged billing_resources.yaml.'),
+    cfg.FloatOpt('reconcile_settle',
+                 default=300, min=0,
+                 help='Seconds a fact inferred from polling (a resource '
+                      'first seen by a pollster, an attribute that '
+                      'drifted, an end inferred from absence) waits before '
+                      'it is emitted, for the notification that would tell '
+                      'it exactly: a sample and its notification travel '
+                      'separately. Facts from notifications are emitted at '
+                      'once.'),
+    cfg.IntOpt('absence_cycles',
+               default=2, min=1,
+               help='A resource missing from this many consecutive '
+                    'complete inventory cycles is ended. Absence from an '
+                    'incomplete cycle, or from stock pollsters, never ends '
+                    'anything.'),
+    cfg.StrOpt('absence_end',
+               default='last_seen',
+               choices=[('last_seen', 'The last time the resource was '
+                         'seen (by polling or a notification).'),
+                        ('first_missed', 'When the first complete cycle '
+                         'that missed it began listing.')],
+               help='Effective time of an end inferred from absence.'),
+    cfg.IntOpt('usage_grace',
+               default=900, min=0,
+               help='Seconds after a usage window closes before its usage '
+                    'event is emitted. A sample arriving later makes a '
+                    'correction.'),
+    cfg.IntOpt('state_retention',
+               default=30 * 24 * 3600, min=24 * 3600,
+               help='Seconds the reconciler keeps the state of an ended '
+                    'resource and of finalized usage windows, to recognise '
+                    'late and duplicate notifications about them.'),
     cfg.IntOpt('dedup_retention',
                default=7 * 24 * 3600, min=3600,
                help='Seconds an accepted item is kept at least, so that its '
@@ -151,6 +183,15 @@ def register_publisher_opts(conf):
 
 def sink_group(name):
     return 'sink:%s' % name
+
+
+def reconcile_settings(conf):
+    from scs_publisher import reconcile
+    group = conf[GROUP]
+    return reconcile.Settings(
+        source=group.source, settle=group.reconcile_settle,
+        absence_cycles=group.absence_cycles, absence_end=group.absence_end,
+        usage_grace=group.usage_grace)
 
 
 def ledger_url(conf):

@@ -35,7 +35,8 @@ RESERVED_NAMES = frozenset((
     'id', 'type', 'resource_id', 'resource_type', 'project_id', 'user_id',
     'attributes', 'started_at', 'ended_at', 'effective_at', 'recorded_at',
     'origin', 'sequence', 'evidence', 'meter', 'unit', 'quantity',
-    'window_start', 'window_end', 'sample_count', 'supersedes', 'reason'))
+    'window_start', 'window_end', 'sample_count', 'supersedes', 'corrects',
+    'reason', 'retracted'))
 
 
 class DefinitionError(ValueError):

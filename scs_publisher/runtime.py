@@ -29,6 +29,8 @@ from scs_publisher import intake as intake_mod
 from scs_publisher import journal as journal_mod
 from scs_publisher import ledger as ledger_mod
 from scs_publisher import opts
+from scs_publisher import reconcile_store
+from scs_publisher import resource_definitions
 from scs_publisher.sinks import loader
 
 LOG = log.getLogger(__name__)
@@ -44,10 +46,24 @@ class Runtime:
         group = conf[opts.GROUP]
         self.ledger = ledger_mod.Ledger(opts.ledger_url(conf),
                                         group.sqlite_synchronous)
-        self.intake = intake_mod.Intake(self.ledger)
+        self.reconcile_store = None
+        self.config_errors = []
+        try:
+            definitions = resource_definitions.load(
+                group.resource_definitions)
+            self.reconcile_store = reconcile_store.ReconcileStore(
+                self.ledger, definitions, opts.reconcile_settings(conf))
+        except resource_definitions.DefinitionError as exc:
+            self.config_errors.append(
+                '[%s] resource_definitions: %s' % (opts.GROUP, exc))
+            LOG.error('scs_publisher: no billing events: %s. Items are '
+                      'still accepted, raw sinks still served.',
+                      self.config_errors[-1])
+        self.intake = intake_mod.Intake(self.ledger, self.reconcile_store)
         self.journal = journal_mod.Journal(group.state_path)
-        self.sinks, self.config_errors = loader.load_sinks(conf)
-        for error in self.config_errors:
+        self.sinks, sink_errors = loader.load_sinks(conf)
+        self.config_errors += sink_errors
+        for error in sink_errors:
             LOG.error('scs_publisher: sink not started: %s. Its items stay '
                       'in the ledger until the configuration is fixed.',
                       error)
@@ -112,6 +128,10 @@ class Runtime:
         self.replay_journal()
         group = self.conf[opts.GROUP]
         now = time.time()
+        if self.reconcile_store is not None:
+            if self.reconcile_store.review(now) and self.dispatcher:
+                self.dispatcher.notify()
+            self.reconcile_store.prune(now, group.state_retention)
         self.ledger.mark(now)
         items = self.ledger.prune(
             now, group.dedup_retention, group.outbox_retention,
