@@ -138,7 +138,7 @@ def _same_entry(a, b):
 
 def _ripe_at(entry, settings):
     if entry['origin'] == billing.ORIGIN_NOTIFICATION:
-        return entry['rec']
+        return 0.0  # always: notifications are what is waited for
     return entry['rec'] + settings.settle
 
 
@@ -335,8 +335,12 @@ class Reconciler:
         waiting_types = set()
         review = None
         for fact in facts:
-            if fact.ripe_at <= now:
-                ripe[self.fact_id(state, fact)] = fact
+            fid = self.fact_id(state, fact)
+            # A fact emitted before stays in force while it is held back
+            # again (another process may have recorded its evidence a
+            # moment "later" than this one's clock).
+            if fact.ripe_at <= now or fid in state.emitted:
+                ripe[fid] = fact
             else:
                 waiting_types.add(fact.type)
                 review = fact.ripe_at if review is None else min(

@@ -98,8 +98,7 @@ class _Statements:
             ['k_type', 'k_started'])
         self.due_reviews = raw(
             sa.select(_state.c.resource_type, _state.c.resource_id)
-            .where(_state.c.review_at <= _bp('k_now'))
-            .limit(_bp('k_limit')), ['k_now', 'k_limit'])
+            .where(_state.c.review_at <= _bp('k_now')), ['k_now'])
 
         this_window = ((_windows.c.resource_id == _bp('k_id'))
                        & (_windows.c.meter == _bp('k_meter'))
@@ -124,8 +123,7 @@ class _Statements:
             ['k_id', 'k_meter', 'k_now'])
         self.due_windows = raw(
             sa.select(*_cols(_windows, _WINDOW_COLUMNS))
-            .where(_windows.c.due_at <= _bp('k_now'))
-            .limit(_bp('k_limit')), ['k_now', 'k_limit'])
+            .where(_windows.c.due_at <= _bp('k_now')), ['k_now'])
 
         this_cycle = _cycles.c.cycle_id == _bp('k_cycle')
         self.select_cycle = raw(
@@ -133,7 +131,8 @@ class _Statements:
             ['k_cycle'])
         self.count_cycle = raw(
             sa.update(_cycles).where(this_cycle)
-            .values(seen=_cycles.c.seen + 1), ['k_cycle'])
+            .values(seen=_cycles.c.seen + sa.literal_column('1')),
+            ['k_cycle'])
         self.insert_cycle = raw(
             sa.insert(_cycles).values(**_binds(
                 list(_CYCLE_COLUMNS) + ['created_at'])),
@@ -332,18 +331,25 @@ class ReconcileStore:
             self._save_window(cursor, window, True)
         else:
             window = _window(row)
-            if usage.add_sample(window, sample.at, sample.volume,
-                                sample.evidence):
-                self._save_window(cursor, window, False)
+            if not usage.add_sample(window, sample.at, sample.volume,
+                                    sample.evidence):
+                return []
+            if window.finalized:
+                # Late: the usage sent for this window is corrected now.
+                return self._finalize(cursor, [window], now)
+            self._save_window(cursor, window, False)
         # Windows of this meter closed long enough before this sample's
         # time are final: event time moves them as well as the clock.
         return self._finalize_due(cursor, sql.due_windows_of, dict(
             k_id=sample.resource_id, k_meter=sample.meter,
             k_now=max(now, sample.at)), now)
 
-    def _finalize_due(self, cursor, statement, params, now):
+    def _finalize_due(self, cursor, statement, params, now, limit=None):
         cursor.execute(statement.sql, statement.params(params))
-        windows = [_window(row) for row in cursor.fetchall()]
+        rows = cursor.fetchmany(limit) if limit else cursor.fetchall()
+        return self._finalize(cursor, [_window(row) for row in rows], now)
+
+    def _finalize(self, cursor, windows, now):
         events = []
         for window in windows:
             state, is_new = self._load(cursor, window.resource_type,
@@ -356,10 +362,8 @@ class ReconcileStore:
         return events
 
     def _save_window(self, cursor, window, is_new):
-        due_at = window.window_end + self.settings.usage_grace
-        if window.finalized:
-            due_at = None if window.sig and window.sig[1] == len(
-                window.samples) else window.window_end  # a late sample
+        due_at = None if window.finalized else (
+            window.window_end + self.settings.usage_grace)
         values = {'due_at': due_at, 'live': window.live,
                   'sig': json.dumps(window.sig) if window.sig else None,
                   'samples': json.dumps(window.samples),
@@ -401,8 +405,8 @@ class ReconcileStore:
             with self.ledger.raw_transaction() as cursor:
                 sql = self.sql
                 cursor.execute(sql.due_reviews.sql, sql.due_reviews.params(
-                    {'k_now': now, 'k_limit': chunk}))
-                keys = cursor.fetchall()
+                    {'k_now': now}))
+                keys = cursor.fetchmany(chunk)
                 emitted = 0
                 for resource_type, resource_id in keys:
                     state, _new = self._load(cursor, resource_type,
@@ -411,7 +415,7 @@ class ReconcileStore:
                     self._save(cursor, state, False, now)
                     emitted += self._emit(cursor, events, now)
                 events = self._finalize_due(cursor, sql.due_windows, {
-                    'k_now': now, 'k_limit': chunk}, now)
+                    'k_now': now}, now, limit=chunk)
                 emitted += self._emit(cursor, events, now)
             total += emitted
             if len(keys) < chunk and len(events) < chunk:

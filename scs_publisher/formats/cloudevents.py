@@ -21,10 +21,15 @@ Raw items become one CloudEvent each:
 
 ``data`` is the item in the Ceilometer shape, ``source`` is
 ``/scs/<[scs_publisher] source>``.
+
+Billing events: ``type`` e.g. ``scs.billing.resource.ended``, ``id`` the
+billing event's id, ``subject`` ``<resource_type>/<resource_id>``, ``time``
+its effective time, ``data`` its fields (see the sink protocol).
 """
 
 import json
 
+from scs_publisher import billing
 from scs_publisher import formats
 from scs_publisher import normalize
 
@@ -47,6 +52,8 @@ class CloudEventsFormat(formats.Format):
 
     def render(self, item):
         data = json.loads(item.payload)
+        if item.kind == billing.KIND:
+            return json.dumps(self._billing(data))
         envelope = {'specversion': '1.0', 'id': item.item_id,
                     'source': '/scs/%s' % self.source,
                     'datacontenttype': 'application/json'}
@@ -62,3 +69,14 @@ class CloudEventsFormat(formats.Format):
         envelope = {k: v for k, v in envelope.items() if v is not None}
         envelope['data'] = data
         return json.dumps(envelope)
+
+    def _billing(self, data):
+        envelope = {'specversion': '1.0', 'id': data.pop('id'),
+                    'source': '/scs/%s' % self.source,
+                    'type': data.pop('type'),
+                    'subject': '%s/%s' % (data['resource_type'],
+                                          data['resource_id']),
+                    'time': data['effective_at'],
+                    'datacontenttype': 'application/json'}
+        envelope['data'] = data
+        return envelope
