@@ -150,8 +150,13 @@ def _fact_origin(entry):
     return billing.ORIGIN_RECONCILIATION
 
 
-def derive(timeline, settings):
-    """The lifecycle facts a timeline proves, in event-time order."""
+def derive(timeline, settings, required=frozenset()):
+    """The lifecycle facts a timeline proves, in event-time order.
+
+    :param required: attributes the resource type's start must tell;
+        until they are known (a snapshot's size comes with a sample, not
+        with its notification), the start waits ``settle`` for them.
+    """
     entries = sorted(timeline, key=lambda e: (e['at'], _STEP_ORDER[e['step']]))
     creates = [e for e in entries if e['step'] == CREATE]
     deletes = [e for e in entries if e['step'] == DELETE]
@@ -199,6 +204,13 @@ def derive(timeline, settings):
             start_entry), _evidence(start_entry, source),
             max(_ripe_at(start_entry, settings), _ripe_at(source, settings)),
             started_at=start)
+        known = set(attrs)
+        for entry in entries:
+            if end is None or entry['at'] <= end:
+                known.update(entry['attrs'])
+        if not required <= known:
+            started.ripe_at = max(started.ripe_at,
+                                  start_entry['rec'] + settings.settle)
         facts.append(started)
         for entry in entries:
             if entry['step'] not in (UPDATE, SEEN) or entry is source:
@@ -245,8 +257,14 @@ class Reconciler:
     :param settings: :class:`Settings`.
     """
 
-    def __init__(self, settings):
+    def __init__(self, settings, required_attributes=None):
         self.settings = settings
+        #: resource type -> attribute names a start must tell.
+        self.required = required_attributes or {}
+
+    def derive(self, state):
+        return derive(state.timeline, self.settings,
+                      self.required.get(state.resource_type, frozenset()))
 
     def fact_id(self, state, fact):
         return billing.event_id(self.settings.source, state.resource_type,
@@ -268,11 +286,9 @@ class Reconciler:
         entry = _entry(obs, now)
         if any(_same_entry(entry, e) for e in state.timeline):
             return []
-        before = derive(state.timeline, self.settings) \
-            if obs.step == SEEN else None
+        before = self.derive(state) if obs.step == SEEN else None
         state.timeline.append(entry)
-        if obs.step == SEEN and _same_facts(
-                before, derive(state.timeline, self.settings)):
+        if obs.step == SEEN and _same_facts(before, self.derive(state)):
             # Nothing new: the sighting is remembered as last_seen only,
             # so a resource polled every few minutes keeps a short
             # timeline.
@@ -329,7 +345,7 @@ class Reconciler:
         """Emit what the timeline proves and was not emitted, correct what
         was emitted and is proved otherwise now. Facts inferred from
         polling are held until ripe (see :attr:`Settings.settle`)."""
-        facts = derive(state.timeline, self.settings)
+        facts = self.derive(state)
         self._summarize(state, facts)
         ripe = {}
         waiting_types = set()

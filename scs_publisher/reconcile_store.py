@@ -157,7 +157,9 @@ class ReconcileStore:
         self.ledger = ledger
         self.settings = settings
         self.observer = observations.Observer(definitions)
-        self.reconciler = reconcile.Reconciler(settings)
+        self.reconciler = reconcile.Reconciler(settings, {
+            rtype.name: rtype.all_attributes
+            for rtype in definitions.types.values()})
         self._sql = None
 
     @property

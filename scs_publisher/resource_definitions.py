@@ -61,6 +61,14 @@ class ResourceType:
     meters: dict                 # meter name -> MeterSource
     usage_meters: dict           # meter name -> window seconds
 
+    @property
+    def all_attributes(self):
+        """Every attribute a notification or a meter tells."""
+        names = set(self.attributes)
+        for source in self.meters.values():
+            names.update(source.attributes)
+        return frozenset(names)
+
     def step_of(self, event_type):
         """``create``, ``update``, ``delete`` or None for ``event_type``."""
         for step in LIFECYCLE:

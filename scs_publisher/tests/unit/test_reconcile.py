@@ -343,3 +343,27 @@ class ReconcilerTest(base.TestCase):
         self.feed(note('create', 1, {'size': 10}), note('delete', 5))
         self.assertEqual([], self.feed(seen(6, {'size': 30})))
         self.assertEqual([], self.reconciler.settle(self.state, NOW + 60))
+
+    # -- attributes only a meter tells -----------------------------------
+
+    def test_start_waits_for_an_attribute_only_a_sample_tells(self):
+        """A snapshot's notification has no size; the snapshot.size sample
+        made from the same notification has. The start waits for it (up
+        to settle), then carries it."""
+        self.reconciler = reconcile.Reconciler(
+            self.settings, {'volume': frozenset(['size', 'volume_id'])})
+        self.assertEqual([], self.feed(note('create', 1,
+                                            {'volume_id': 'v0'})))
+        events = self.feed(seen(1, {'size': 5}), now=NOW + 1)
+        self.assertEqual([billing.STARTED], kinds(events))
+        self.assertEqual({'volume_id': 'v0', 'size': 5},
+                         events[0].attributes)
+        self.assertEqual(billing.ORIGIN_NOTIFICATION, events[0].origin)
+
+    def test_start_without_the_attribute_goes_after_settle(self):
+        self.reconciler = reconcile.Reconciler(
+            self.settings, {'volume': frozenset(['size', 'volume_id'])})
+        self.feed(note('create', 1, {'volume_id': 'v0'}))
+        events = self.reconciler.settle(self.state, NOW + 60)
+        self.assertEqual([billing.STARTED], kinds(events))
+        self.assertEqual({'volume_id': 'v0'}, events[0].attributes)
