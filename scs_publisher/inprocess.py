@@ -93,15 +93,29 @@ class Pipelines:
         them, as oslo.messaging's batch dispatcher does; returns True if an
         endpoint asked for the batch to be requeued."""
         requeue = False
+        by_priority = {}
+        for message in messages:
+            by_priority.setdefault(message.get('priority', 'INFO').lower(),
+                                   []).append(message)
         for endpoint in self.endpoints:
-            screen = getattr(endpoint, 'filter_rule', None)
-            wanted = [m for m in messages if screen is None or screen.match(
-                m['ctxt'], m['publisher_id'], m['event_type'],
-                m['metadata'], m['payload'])]
-            if not wanted:
-                continue
+            for priority, batch in by_priority.items():
+                if self._deliver(endpoint, priority, batch):
+                    requeue = True
+        return requeue
+
+    @staticmethod
+    def _deliver(endpoint, priority, messages):
+        # The polling agent's samples come at priority "sample", and
+        # only endpoints with a method of that name take them.
+        handler = getattr(endpoint, priority, None)
+        screen = getattr(endpoint, 'filter_rule', None)
+        wanted = [m for m in messages if screen is None or screen.match(
+            m['ctxt'], m['publisher_id'], m['event_type'],
+            m['metadata'], m['payload'])]
+        requeue = False
+        if handler is not None and wanted:
             try:
-                result = endpoint.info(wanted)
+                result = handler(wanted)
             except Exception:
                 # oslo.messaging requeues a batch whose callback raised.
                 result = oslo_messaging.NotificationResult.REQUEUE

@@ -185,10 +185,15 @@ def derive(timeline, settings, required=frozenset()):
         end = end_entry['end'] or end_entry['at']
     else:
         for absent in (e for e in entries if e['step'] == ABSENT):
-            if not any(s['at'] > absent['at'] for s in sightings
-                       if s['step'] == SEEN):
-                end_entry, end = absent, absent['at']
-                break
+            detected = absent.get('detected', absent['at'])
+            seen = [s['at'] for s in sightings if s['step'] == SEEN]
+            if any(at >= detected for at in seen):
+                continue  # listed again after it was missed: it is back
+            # A sighting from before the cycles that missed it, arriving
+            # late, moves the end to it.
+            end_entry = absent
+            end = max([absent['at']] + seen)
+            break
     if start is not None and end is not None and start > end:
         start = end  # clocks disagree; never bill a negative interval
 
@@ -334,9 +339,9 @@ class Reconciler:
                for e in state.timeline):
             return []
         state.timeline.append({
-            'step': ABSENT, 'at': end, 'origin':
-            billing.ORIGIN_RECONCILIATION, 'ev': cycle_id, 'attrs': {},
-            'start': None, 'end': None, 'rec': now})
+            'step': ABSENT, 'at': end, 'detected': cycle_started,
+            'origin': billing.ORIGIN_RECONCILIATION, 'ev': cycle_id,
+            'attrs': {}, 'start': None, 'end': None, 'rec': now})
         return self.settle(state, now)
 
     # -- comparing derived and emitted facts ---------------------------
