@@ -230,6 +230,12 @@ def derive(timeline, settings, required=frozenset()):
                     started.attributes[key] = value
                 elif attrs[key] != value:
                     changed[key] = value
+            if changed and entry['step'] == SEEN and _told_soon_after(
+                    entry, changed, entries, settings.settle):
+                # The sample saw a change under way (cinder's resize.start
+                # already carries the new size); the notification that
+                # completes it tells when it took effect.
+                continue
             attrs.update(entry['attrs'])
             if not changed:
                 continue
@@ -246,6 +252,19 @@ def derive(timeline, settings, required=frozenset()):
                           _ripe_at(end_entry, settings), started_at=start,
                           ended_at=end))
     return facts
+
+
+def _told_soon_after(sighting, changed, entries, window):
+    """Whether a notification up to ``window`` seconds after ``sighting``
+    tells the same new attribute values."""
+    for entry in entries:
+        if entry['origin'] == billing.ORIGIN_NOTIFICATION and \
+                entry['step'] in (CREATE, UPDATE) and \
+                sighting['at'] <= entry['at'] <= sighting['at'] + window \
+                and all(entry['attrs'].get(k) == v
+                        for k, v in changed.items()):
+            return True
+    return False
 
 
 def _evidence(*entries):

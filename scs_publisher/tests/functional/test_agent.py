@@ -10,8 +10,9 @@
 #    License for the specific language governing permissions and limitations
 #    under the License.
 """End to end: the real ``ceilometer-agent-notification`` consuming from
-the real RabbitMQ on 127.0.0.1:5672, killed with SIGKILL while the sink is
-down, restarted; every event must reach the sink once."""
+the real RabbitMQ on 127.0.0.1:5672, killed with SIGKILL while the sinks
+are down, restarted; every event must reach the raw sink once, and every
+resource's billing events the billing sink once."""
 
 import os
 import signal
@@ -24,6 +25,8 @@ from oslo_config import cfg
 import oslo_messaging
 import sqlalchemy as sa
 
+from scs_publisher import billing
+from scs_publisher import billing_stream
 from scs_publisher import inprocess
 from scs_publisher import ledger as ledger_mod
 from scs_publisher import receiver as receiver_mod
@@ -48,6 +51,7 @@ class AgentTest(base.TestCase):
         # A topic of our own, so runs never read each other's queues.
         self.topic = 'scs_test_%s' % uuid.uuid4().hex[:10]
         self.port = free_port()
+        self.billing_port = free_port()
         pipeline, event_pipeline = inprocess.write_pipelines(
             self.tmp, ['scs://'])
         self.ledger_url = self.sqlite_url()
@@ -67,15 +71,19 @@ class AgentTest(base.TestCase):
             '[scs_publisher]\n'
             'state_path = %(tmp)s\n'
             'connection = %(ledger)s\n'
-            'sinks = hook\n'
+            'reconcile_settle = 1\n'
+            'sinks = hook, billing\n'
             '[sink:hook]\n'
             'url = http://127.0.0.1:%(port)d/\n'
             'content = raw\n'
             'retry_schedule = 1\n'
+            '[sink:billing]\n'
+            'url = http://127.0.0.1:%(billing_port)d/\n'
+            'retry_schedule = 1\n'
             % {'rabbit': base.RABBIT_URL, 'pipeline': pipeline,
                'event_pipeline': event_pipeline, 'tmp': self.tmp,
                'topic': self.topic, 'ledger': self.ledger_url,
-               'port': self.port})
+               'port': self.port, 'billing_port': self.billing_port})
         self.agent = None
         self.addCleanup(self.kill_agent)
         conf = cfg.ConfigOpts()
@@ -131,6 +139,8 @@ class AgentTest(base.TestCase):
 
         rcv = receiver_mod.Receiver(port=self.port).start()
         self.addCleanup(rcv.stop)
+        billing_rcv = receiver_mod.Receiver(port=self.billing_port).start()
+        self.addCleanup(billing_rcv.stop)
         self.start_agent()
         expected = {(m['event_type'], _resource(m)) for m in first + second}
         self.assertEqual(60, len(expected))
@@ -145,6 +155,46 @@ class AgentTest(base.TestCase):
         self.assertEqual(0, rcv.duplicates)
         samples = [i for i in rcv.items if 'message_id' not in i]
         self.assertTrue(samples, 'meter samples arrive too')
+        self.check_billing(billing_rcv, first + second)
+
+    def check_billing(self, rcv, messages):
+        """Rebuilt from what the billing sink got: every resource active
+        from the creation time its payload carries, every deleted one
+        ended, no fact in force twice."""
+        created, deleted = {}, set()
+        for msg in messages:
+            if msg['event_type'] in ('volume.create.end',
+                                     'compute.instance.create.end',
+                                     'volume.resize.end',
+                                     'volume.delete.end',
+                                     'compute.instance.delete.end'):
+                payload = msg['payload']
+                created[_resource(msg)] = billing.parse_time(
+                    payload.get('launched_at') or payload['created_at'])
+                if msg['event_type'].endswith('delete.end'):
+                    deleted.add(_resource(msg))
+
+        def rebuilt():
+            stream = billing_stream.BillingStream()
+            for item in rcv.items:
+                stream.add(billing_stream.from_ceilometer(item))
+            return {rid: intervals for (_type, rid), intervals
+                    in stream.intervals().items()}
+
+        def complete():
+            intervals = rebuilt()
+            return set(intervals) >= set(created) and all(
+                intervals[rid][-1].end is not None for rid in deleted)
+        base.wait_until(complete, 120, interval=0.5,
+                        message='billing events of %d resources'
+                        % len(created))
+        intervals = rebuilt()
+        self.assertEqual(set(created), set(intervals))
+        for rid, start in created.items():
+            self.assertEqual(start, intervals[rid][0].start, rid)
+            ended = intervals[rid][-1].end is not None
+            self.assertEqual(rid in deleted, ended, rid)
+        self.assertEqual(0, rcv.duplicates)
 
 
 def _resource(msg):

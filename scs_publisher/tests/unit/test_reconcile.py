@@ -367,3 +367,13 @@ class ReconcilerTest(base.TestCase):
         events = self.reconciler.settle(self.state, NOW + 60)
         self.assertEqual([billing.STARTED], kinds(events))
         self.assertEqual({'volume_id': 'v0'}, events[0].attributes)
+
+    def test_sample_of_a_change_under_way_defers_to_its_notification(self):
+        """cinder's volume.resize.start makes a volume.size sample with the
+        new size; the resize takes effect at resize.end."""
+        self.feed(note('create', 1, {'size': 10}))
+        self.feed(seen(5, {'size': 20}))
+        events = self.feed(note('update', 5.01, {'size': 20}), now=NOW + 1)
+        self.assertEqual([billing.CHANGED], kinds(events))
+        self.assertEqual(at(5.01), events[0].effective_at)
+        self.assertEqual([], self.reconciler.settle(self.state, NOW + 600))
