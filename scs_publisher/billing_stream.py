@@ -61,6 +61,18 @@ def from_cloudevent(envelope):
     return data
 
 
+def from_wire(item):
+    """The canonical form of a received billing event in either format;
+    None for anything else (raw samples and events)."""
+    if 'specversion' in item:
+        if str(item.get('type', '')).startswith(billing.TYPE_PREFIX):
+            return from_cloudevent(item)
+        return None
+    if str(item.get('event_type', '')).startswith(billing.TYPE_PREFIX):
+        return from_ceilometer(item)
+    return None
+
+
 @dataclasses.dataclass
 class Interval:
     resource_type: str
@@ -173,3 +185,25 @@ class BillingStream:
                 project['usage'][fields['meter']] += fields['quantity'] * hours
                 project['units'][fields['meter']] = fields.get('unit')
         return dict(projects)
+
+    def span(self):
+        """Earliest and latest effective time of the facts, or None."""
+        times = [f['effective_at'] for _kind, f in self.facts()]
+        times += [f['started_at'] for _kind, f in self.facts()
+                  if f.get('started_at') is not None]
+        return (min(times), max(times)) if times else None
+
+
+def render_summary(summary, begin, until):
+    """The per-project summary as text for a terminal."""
+    lines = ['Billable from %s to %s' % (billing.isotime(begin),
+                                         billing.isotime(until))]
+    for project in sorted(summary, key=str):
+        figures = summary[project]
+        lines.append('project %s' % project)
+        for rtype, hours in sorted(figures['resource_hours'].items()):
+            lines.append('  %-22s %12.2f resource-hours' % (rtype, hours))
+        for meter, total in sorted(figures['usage'].items()):
+            unit = figures['units'].get(meter) or ''
+            lines.append('  %-22s %12.6g %s-hours' % (meter, total, unit))
+    return '\n'.join(lines)

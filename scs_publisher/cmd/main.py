@@ -29,6 +29,8 @@ from oslo_config import cfg
 from oslo_log import log
 from oslo_utils import timeutils
 
+from scs_publisher import billing
+from scs_publisher import billing_stream
 from scs_publisher import ledger as ledger_mod
 from scs_publisher import opts
 from scs_publisher import receiver as receiver_mod
@@ -274,7 +276,33 @@ def cmd_replay(args):
     return EXIT_OK
 
 
+def _print_summary(items, args):
+    stream = billing_stream.BillingStream()
+    for item in items:
+        event = billing_stream.from_wire(item)
+        if event is not None:
+            stream.add(event)
+    span = stream.span()
+    begin = billing.parse_time(args.period_start) if args.period_start \
+        else (span[0] if span else 0)
+    until = billing.parse_time(args.period_end) if args.period_end \
+        else (span[1] if span else 0)
+    print(billing_stream.render_summary(stream.summary(begin, until),
+                                        begin, until), flush=True)
+
+
 def cmd_receive(args):
+    if args.summarize:
+        try:
+            with open(args.summarize, encoding='utf-8') as f:
+                items = [json.loads(line) for line in f if line.strip()]
+        except (OSError, ValueError) as exc:
+            print('cannot read %s: %s' % (args.summarize, exc),
+                  file=sys.stderr)
+            return EXIT_CONFIG
+        _print_summary(items, args)
+        return EXIT_OK
+
     def show(item):
         if not args.quiet:
             print(json.dumps(item), flush=True)
@@ -294,6 +322,8 @@ def cmd_receive(args):
     print('accepted %d items, dropped %d duplicates, rejected %d requests'
           % (len(rcv.items), rcv.duplicates, len(rcv.rejected)),
           file=sys.stderr)
+    if args.summary:
+        _print_summary(rcv.items, args)
     return EXIT_OK
 
 
@@ -374,6 +404,19 @@ def build_parser():
                    help='Append accepted items to this JSON-lines file.')
     p.add_argument('--quiet', action='store_true',
                    help='Do not print accepted items.')
+    p.add_argument('--summary', action='store_true',
+                   help='On exit, print per project the billable '
+                        'resource-hours and usage of the billing events '
+                        'received.')
+    p.add_argument('--summarize', metavar='PATH',
+                   help='Do not receive: print that summary for the items '
+                        'in a file written with --store, and exit.')
+    p.add_argument('--period-start', metavar='TIME',
+                   help='Start of the summary period (ISO 8601, UTC). '
+                        'Default: the earliest time in the events.')
+    p.add_argument('--period-end', metavar='TIME',
+                   help='End of the summary period. Default: the latest '
+                        'time in the events.')
 
     p = command('demo', 'Run notifications through the real Ceilometer '
                 'pipelines and scs:// into a local receiver, with '

@@ -173,3 +173,25 @@ class ReceiveCommandTest(base.TestCase):
                                       for line in f])
         # Unsigned requests are refused when a secret is set.
         self.assertIn('accepted 1 items', proc.stderr.read())
+
+    def test_receive_summarizes_stored_billing_events(self):
+        """Billing events from a scenario, stored by a receiver, summed
+        per project into resource-hours and usage."""
+        from scs_publisher.tests.unit import test_billing_formats as fmt
+        from scs_publisher.formats import ceilometer
+        store = os.path.join(self.tmp, 'received.jsonl')
+        started = fmt.ended_event(type='resource.started', id='s1',
+                                  effective_at=fmt.STARTED, ended_at=None)
+        items = [ceilometer.billing_event(e.as_dict()) for e in (
+            started, fmt.ended_event())]
+        items.append({'message_id': 'raw-1', 'event_type':
+                      'volume.create.end', 'traits': []})
+        with open(store, 'w') as f:
+            f.writelines(json.dumps(i) + '\n' for i in items)
+        out = subprocess.run(
+            [sys.executable, '-m', 'scs_publisher.cmd.main', 'receive',
+             '--summarize', store, '--period-end', '2026-12-01T08:00:00Z'],
+            capture_output=True, text=True, check=True).stdout
+        self.assertIn('project p1', out)
+        # 30 Nov 08:00 to 1 Dec 08:00: 24 hours of one volume.
+        self.assertRegex(out, r'volume\s+24\.00 resource-hours')
