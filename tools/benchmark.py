@@ -21,7 +21,10 @@ Ceilometer's real event and meter endpoints and pipelines, in batches of
 * ``scs://``   - this project, an SQLite ledger and an http sink to the same
   receiver, its dispatcher running in the same process as in the agent;
 * ``scs://`` with ``dispatch_in_agent = False`` and ``scs-publisher
-  deliver`` running beside it as a process of its own.
+  deliver`` running beside it as a process of its own;
+* ``scs://`` with a billing sink (``content = billing``): the reconciler
+  derives billing events in the intake's transaction, dispatcher in the
+  agent.
 
 Each mode runs in a fresh process, the modes alternate, every mode runs
 ``--rounds`` times and the best round counts (the least disturbed by other
@@ -29,6 +32,13 @@ load on the machine). Drain: a backlog of ``--backlog`` items in the ledger
 is delivered by the dispatcher to a loopback receiver (another process)
 and to a file sink; items per second. Peak memory is each process's
 maximum resident set size.
+
+Inventory cycle: ``--resources`` volumes known to the reconciler, then two
+complete inventory cycles (one sample per resource, then the completeness
+marker) from which 1 % of them are missing; the second cycle ends those.
+Timed from the samples as Ceilometer hands them to ``scs://`` (normalized,
+deduplicated, reconciled, committed) to the marker's absence pass; the
+conversion of polling notifications by Ceilometer is not included.
 
     python tools/benchmark.py [--notifications 6000] [--rounds 3]
 """
@@ -82,15 +92,16 @@ def start_receiver():
     return 'http://127.0.0.1:%d/' % ports.get(timeout=30), proc
 
 
-def _conf_file(directory, url, batch_size=100, in_agent=True):
+def _conf_file(directory, url, batch_size=100, in_agent=True,
+               content='raw'):
     path = os.path.join(directory, 'ceilometer.conf')
     with open(path, 'w') as f:
         f.write('[DEFAULT]\nlog_file = %s\n'
                 '[scs_publisher]\nstate_path = %s\nsinks = hook\n'
-                'dispatch_in_agent = %s\n'
-                '[sink:hook]\nurl = %s\ncontent = raw\nbatch_size = %d\n'
+                'dispatch_in_agent = %s\nreconcile_settle = 0\n'
+                '[sink:hook]\nurl = %s\ncontent = %s\nbatch_size = %d\n'
                 % (os.path.join(directory, 'log'), directory, in_agent, url,
-                   batch_size))
+                   content, batch_size))
     return path
 
 
@@ -101,9 +112,13 @@ def run_ingest(mode, count, url, threads=1):
     from scs_publisher import inprocess
     from scs_publisher import simulation
     publisher = {'test': 'test://', 'http': url + '?batch=True',
-                 'scs': 'scs://', 'scs-deliver': 'scs://'}[mode]
+                 'scs': 'scs://', 'scs-deliver': 'scs://',
+                 'scs-billing': 'scs://'}[mode]
     directory = tempfile.mkdtemp(prefix='scs-bench-')
-    conf_path = _conf_file(directory, url, in_agent=(mode == 'scs'))
+    conf_path = _conf_file(directory, url,
+                           in_agent=(mode != 'scs-deliver'),
+                           content=('billing' if mode == 'scs-billing'
+                                    else 'raw'))
     conf = inprocess.prepare_conf([conf_path], directory, [publisher])
     pipelines = inprocess.Pipelines(conf)
     deliverer = None
@@ -167,6 +182,71 @@ def run_drain(backlog, url, sink_url, batch_size):
             'rate': delivered / elapsed, 'peak_rss_mib': _peak_rss_mib()}
 
 
+def run_cycle(resources, missing=0.01):
+    """Two complete inventory cycles over ``resources`` known volumes."""
+    import datetime
+
+    from ceilometer.event import models
+    from ceilometer import sample as sample_mod
+    from oslo_config import cfg
+
+    from scs_publisher import normalize
+    from scs_publisher import observations
+    from scs_publisher import runtime as runtime_mod
+    directory = tempfile.mkdtemp(prefix='scs-cycle-')
+    conf = cfg.ConfigOpts()
+    conf([], default_config_files=[_conf_file(
+        directory, 'file://' + os.path.join(directory, 'out.jsonl'),
+        content='billing')])
+    runtime = runtime_mod.Runtime(conf, start_dispatcher=False)
+    created = datetime.datetime(2026, 12, 1, 8, 0, 0)
+    ids = ['vol-%08d' % n for n in range(resources)]
+    records = [normalize.event_record(models.Event(
+        'create-%s' % rid, 'volume.create.end', created, [
+            models.Trait('resource_id', 1, rid),
+            models.Trait('project_id', 1, 'p%d' % (n % 50)),
+            models.Trait('size', 2, 10), models.Trait('type', 1, 'ssd')],
+        {})) for n, rid in enumerate(ids)]
+    for start in range(0, len(records), 2000):
+        runtime.intake.accept(records[start:start + 2000])
+    listed = ids[:int(resources * (1 - missing))]
+    figures = {}
+    for cycle in (1, 2):
+        at = created + datetime.timedelta(hours=cycle)
+        cycle_id = 'volume-cycle-%d' % cycle
+        started = time.perf_counter()
+        samples = [sample_mod.Sample(
+            name='scs.inventory.volume', type='gauge', unit='resource',
+            volume=10, user_id='u', project_id='p', resource_id=rid,
+            timestamp=at.isoformat(), resource_metadata={
+                'volume_type': 'ssd', observations.CYCLE_KEY: cycle_id})
+            for rid in listed]
+        # As the agent hands them over: one polling notification (50
+        # samples) per call, many calls per group commit.
+        for start in range(0, len(samples), 1000):
+            chunk = samples[start:start + 1000]
+            runtime.intake.accept([normalize.sample_record(s)
+                                   for s in chunk])
+        sampled = time.perf_counter()
+        marker = sample_mod.Sample(
+            name=observations.CYCLE_METER, type='gauge', unit='resource',
+            volume=len(listed), user_id=None, project_id=None,
+            resource_id=cycle_id, timestamp=at.isoformat(),
+            resource_metadata={'resource_type': 'volume',
+                               'listed': len(listed),
+                               'started_at': at.isoformat()})
+        result = runtime.intake.accept([normalize.sample_record(marker)])
+        done = time.perf_counter()
+        figures[cycle] = (sampled - started, done - sampled,
+                          result.billing_events)
+    runtime.stop()
+    samples_s, absence_s, ended = figures[2]
+    return {'resources': resources, 'listed': len(listed),
+            'samples_seconds': samples_s, 'absence_seconds': absence_s,
+            'seconds': samples_s + absence_s, 'ended': ended,
+            'peak_rss_mib': _peak_rss_mib()}
+
+
 def _child(args):
     """Run one measurement in a fresh interpreter; returns its dict."""
     cmd = [sys.executable, os.path.abspath(__file__), '--child'] + args
@@ -181,6 +261,7 @@ def main():
     parser.add_argument('--backlog', type=int, default=100000)
     parser.add_argument('--batch-size', type=int, default=100)
     parser.add_argument('--threads', type=int, default=8)
+    parser.add_argument('--resources', type=int, default=100000)
     parser.add_argument('--child', nargs='+', help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -189,6 +270,8 @@ def main():
         if kind == 'ingest':
             result = run_ingest(args.child[1], int(args.child[2]),
                                 args.child[3], int(args.child[4]))
+        elif kind == 'cycle':
+            result = run_cycle(int(args.child[1]))
         else:
             result = run_drain(int(args.child[1]), args.child[2],
                                args.child[3], int(args.child[4]))
@@ -199,10 +282,11 @@ def main():
     best = {}
     print('Ingest: %d notifications, batches of %d, %d rounds per mode '
           '(best round shown)' % (args.notifications, BATCH, args.rounds))
-    modes = ('test', 'http', 'scs', 'scs-deliver')
+    modes = ('test', 'http', 'scs', 'scs-deliver', 'scs-billing')
     labels = {'test': 'test://', 'http': 'http://',
               'scs': 'scs:// (dispatcher in the agent)',
-              'scs-deliver': 'scs:// (scs-publisher deliver beside it)'}
+              'scs-deliver': 'scs:// (scs-publisher deliver beside it)',
+              'scs-billing': 'scs:// billing sink (reconciler)'}
     for round_no in range(args.rounds):
         for mode in modes:
             result = _child(['ingest', mode, str(args.notifications), url,
@@ -239,6 +323,14 @@ def main():
         print('  %-5s sink %8.0f items/s  (%d items in %.1f s)   peak RSS '
               '%4.0f MiB' % (r['sink'], r['rate'], r['items'], r['seconds'],
                              r['peak_rss_mib']))
+    r = _child(['cycle', str(args.resources)])
+    print('Inventory cycle: %d known volumes, %d listed, %d ended' % (
+        r['resources'], r['listed'], r['ended']))
+    print('  %.1f s in all: samples %.1f s (%.0f/s), absence pass %.2f s   '
+          'peak RSS %4.0f MiB' % (
+              r['seconds'], r['samples_seconds'],
+              r['listed'] / r['samples_seconds'], r['absence_seconds'],
+              r['peak_rss_mib']))
     receiver.terminate()
     return 0
 
