@@ -437,6 +437,27 @@ class ReconcileStore:
                 sa.delete(_cycles).where(_cycles.c.created_at < before)))
 
 
+@ledger_mod.translate_errors
+def status(ledger):
+    """Counts for ``scs-publisher status``."""
+    count = sa.func.count
+    with ledger.read() as conn:
+        return {
+            'resources': conn.execute(sa.select(count()).select_from(
+                _state).where(_state.c.started_at.is_not(None)))
+            .scalar(),
+            'active': conn.execute(sa.select(count()).select_from(
+                _state).where(_state.c.started_at.is_not(None))
+                .where(_state.c.ended_at.is_(None))).scalar(),
+            'settling': conn.execute(sa.select(count()).select_from(
+                _state).where(_state.c.review_at.is_not(None)))
+            .scalar(),
+            'open_usage_windows': conn.execute(
+                sa.select(count()).select_from(_windows)
+                .where(_windows.c.due_at.is_not(None))).scalar(),
+        }
+
+
 def _light_state(row):
     """A state with what a routine sighting needs; timeline not decoded."""
     values = dict(zip(_STATE_COLUMNS, row))

@@ -34,6 +34,7 @@ from scs_publisher import billing_stream
 from scs_publisher import ledger as ledger_mod
 from scs_publisher import opts
 from scs_publisher import receiver as receiver_mod
+from scs_publisher import reconcile_store
 from scs_publisher import resource_definitions
 from scs_publisher import runtime as runtime_mod
 from scs_publisher import sink_queue
@@ -127,6 +128,7 @@ def cmd_status(args):
             .status()
         rows.append((sink, status))
     quarantined = ledger.quarantined()
+    billing_state = reconcile_store.status(ledger)
     if args.format == 'json':
         print(json.dumps({'sinks': [dict(
             sink=sink.name, url=sink.driver.describe(), content=sink.content,
@@ -134,7 +136,8 @@ def cmd_status(args):
             delivered=s.delivered, failed_attempts=s.attempts,
             next_attempt_at=s.next_attempt_at, last_error=s.last_error,
             dead_letters=s.dead_letters, lease_owner=s.lease_owner)
-            for sink, s in rows], 'quarantined': quarantined}, indent=2))
+            for sink, s in rows], 'quarantined': quarantined,
+            'reconciler': billing_state}, indent=2))
         return EXIT_OK
     header = ('SINK', 'CONTENT', 'PENDING', 'OLDEST', 'DELIVERED',
               'RETRYING', 'DEAD', 'URL')
@@ -155,6 +158,9 @@ def cmd_status(args):
         if s.last_error:
             print('%s: last error: %s' % (sink.name, s.last_error))
     print('Quarantined inputs (malformed, not delivered): %d' % quarantined)
+    print('Billable resources: %(resources)d known, %(active)d active; '
+          '%(settling)d with facts settling; %(open_usage_windows)d usage '
+          'windows open' % billing_state)
     return EXIT_OK
 
 

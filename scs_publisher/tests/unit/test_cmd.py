@@ -19,10 +19,13 @@ import re
 import subprocess
 import sys
 
+from oslo_config import cfg
+
 from scs_publisher.cmd import main as cmd
 from scs_publisher import intake as intake_mod
 from scs_publisher import ledger as ledger_mod
 from scs_publisher import receiver as receiver_mod
+from scs_publisher import runtime as runtime_mod
 from scs_publisher import sink_queue
 from scs_publisher.sinks import loader
 from scs_publisher.tests import base
@@ -100,6 +103,8 @@ class CommandTest(base.TestCase):
         self.assertEqual(0, code)
         status = json.loads(out)
         self.assertEqual(1, status['quarantined'])
+        self.assertEqual({'resources': 0, 'active': 0, 'settling': 0,
+                          'open_usage_windows': 0}, status['reconciler'])
         (row,) = status['sinks']
         self.assertEqual(('hook', 2, 0), (row['sink'], row['pending'],
                                           row['delivered']))
@@ -111,6 +116,22 @@ class CommandTest(base.TestCase):
         self.assertEqual(0, code)
         self.assertRegex(out, r'hook\s+raw\s+0\s+-\s+2\s+-\s+0')
         self.assertIn('Quarantined inputs (malformed, not delivered): 1', out)
+        self.assertIn('Billable resources: 0 known, 0 active', out)
+
+    def test_status_counts_billable_resources(self):
+        from scs_publisher.tests.unit import test_reconcile_store as store
+        conf = cfg.ConfigOpts()
+        conf([], default_config_files=[self.conf])
+        runtime = runtime_mod.Runtime(conf, start_dispatcher=False)
+        self.addCleanup(runtime.stop)
+        runtime.accept([
+            store.volume_event('volume.create.end', 'v1', store.hours(1)),
+            store.volume_event('volume.create.end', 'v2', store.hours(1)),
+            store.volume_event('volume.delete.end', 'v2', store.hours(2))])
+        code, out, _ = self.run_cmd('status', '--format', 'json')
+        self.assertEqual({'resources': 2, 'active': 1, 'settling': 0,
+                          'open_usage_windows': 0},
+                         json.loads(out)['reconciler'])
 
     def test_dead_letters_and_replay(self):
         intake_mod.Intake(self.ledger).accept([base.record('a')])
