@@ -28,6 +28,7 @@ from scs_publisher import dispatch
 from scs_publisher import intake as intake_mod
 from scs_publisher import journal as journal_mod
 from scs_publisher import ledger as ledger_mod
+from scs_publisher import normalize
 from scs_publisher import opts
 from scs_publisher import reconcile_store
 from scs_publisher import resource_definitions
@@ -46,33 +47,41 @@ class Runtime:
         group = conf[opts.GROUP]
         self.ledger = ledger_mod.Ledger(opts.ledger_url(conf),
                                         group.sqlite_synchronous)
-        self.reconcile_store = None
-        self.config_errors = []
-        try:
-            definitions = resource_definitions.load(
-                group.resource_definitions)
-            self.reconcile_store = reconcile_store.ReconcileStore(
-                self.ledger, definitions, opts.reconcile_settings(conf))
-        except resource_definitions.DefinitionError as exc:
-            self.config_errors.append(
-                '[%s] resource_definitions: %s' % (opts.GROUP, exc))
-            LOG.error('scs_publisher: no billing events: %s. Items are '
-                      'still accepted, raw sinks still served.',
-                      self.config_errors[-1])
-        self.intake = intake_mod.Intake(self.ledger, self.reconcile_store)
-        self.journal = journal_mod.Journal(group.state_path)
-        self.sinks, sink_errors = loader.load_sinks(conf)
-        self.config_errors += sink_errors
-        for error in sink_errors:
+        self.sinks, self.config_errors = loader.load_sinks(conf)
+        for error in self.config_errors:
             LOG.error('scs_publisher: sink not started: %s. Its items stay '
                       'in the ledger until the configuration is fixed.',
                       error)
+        self.reconcile_store = None
+        # Reconciling costs about 0.1 ms per item it concerns; only pay it
+        # when a sink may want billing events (one that failed to load
+        # might).
+        if self.config_errors or any(
+                sink.content == normalize.CONTENT_BILLING
+                for sink in self.sinks):
+            self.reconcile_store = self._reconcile_store(conf)
+        self.intake = intake_mod.Intake(self.ledger, self.reconcile_store)
+        self.journal = journal_mod.Journal(group.state_path)
         self._journal_dirty = None  # unknown until first looked at
         self.dispatcher = None
         if start_dispatcher is None:
             start_dispatcher = group.dispatch_in_agent
         if start_dispatcher:
             self.start_dispatcher()
+
+    def _reconcile_store(self, conf):
+        group = conf[opts.GROUP]
+        try:
+            definitions = resource_definitions.load(
+                group.resource_definitions)
+        except resource_definitions.DefinitionError as exc:
+            error = '[%s] resource_definitions: %s' % (opts.GROUP, exc)
+            self.config_errors.append(error)
+            LOG.error('scs_publisher: no billing events: %s. Items are '
+                      'still accepted, raw sinks still served.', error)
+            return None
+        return reconcile_store.ReconcileStore(
+            self.ledger, definitions, opts.reconcile_settings(conf))
 
     def start_dispatcher(self):
         group = self.conf[opts.GROUP]

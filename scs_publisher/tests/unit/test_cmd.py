@@ -119,15 +119,28 @@ class CommandTest(base.TestCase):
         self.assertIn('Billable resources: 0 known, 0 active', out)
 
     def test_status_counts_billable_resources(self):
+        """Only with a billing sink: raw sinks alone never pay for the
+        reconciler."""
         from scs_publisher.tests.unit import test_reconcile_store as store
-        conf = cfg.ConfigOpts()
-        conf([], default_config_files=[self.conf])
-        runtime = runtime_mod.Runtime(conf, start_dispatcher=False)
-        self.addCleanup(runtime.stop)
-        runtime.accept([
+        records = [
             store.volume_event('volume.create.end', 'v1', store.hours(1)),
             store.volume_event('volume.create.end', 'v2', store.hours(1)),
-            store.volume_event('volume.delete.end', 'v2', store.hours(2))])
+            store.volume_event('volume.delete.end', 'v2', store.hours(2))]
+        for billing_sink in (False, True):
+            if billing_sink:
+                with open(self.conf) as f:
+                    text = f.read().replace('sinks = hook',
+                                            'sinks = hook, bill')
+                with open(self.conf, 'w') as f:
+                    f.write(text + '[sink:bill]\nurl = %s\n' % self.rcv.url)
+            conf = cfg.ConfigOpts()
+            conf([], default_config_files=[self.conf])
+            runtime = runtime_mod.Runtime(conf, start_dispatcher=False)
+            self.addCleanup(runtime.stop)
+            self.assertEqual(billing_sink,
+                             runtime.reconcile_store is not None)
+            runtime.accept(records if billing_sink else [store.volume_event(
+                'volume.create.end', 'v0', store.hours(1))])
         code, out, _ = self.run_cmd('status', '--format', 'json')
         self.assertEqual({'resources': 2, 'active': 1, 'settling': 0,
                           'open_usage_windows': 0},
