@@ -158,100 +158,106 @@ def derive(timeline, settings, required=frozenset()):
         with its notification), the start waits ``settle`` for them.
     """
     entries = sorted(timeline, key=lambda e: (e['at'], _STEP_ORDER[e['step']]))
-    creates = [e for e in entries if e['step'] == CREATE]
-    deletes = [e for e in entries if e['step'] == DELETE]
-    sightings = [e for e in entries if e['step'] in (UPDATE, SEEN)]
-
-    # The start: a create notification's; else the earliest creation
-    # time any observation carries; else the first sighting.
-    start_entry, start = None, None
-    if creates:
-        start_entry = min(creates, key=lambda e: e['start'] or e['at'])
-        start = start_entry['start'] or start_entry['at']
-    else:
-        hinted = [e for e in entries if e['start'] is not None]
-        if hinted:
-            start_entry = min(hinted, key=lambda e: e['start'])
-            start = start_entry['start']
-        elif sightings:
-            start_entry = sightings[0]
-            start = start_entry['at']
-
-    # The end: a delete notification's; else an absence no later
-    # sighting contradicts.
-    end_entry, end = None, None
-    if deletes:
-        end_entry = min(deletes, key=lambda e: e['end'] or e['at'])
-        end = end_entry['end'] or end_entry['at']
-    else:
-        for absent in (e for e in entries if e['step'] == ABSENT):
-            detected = absent.get('detected', absent['at'])
-            seen = [s['at'] for s in sightings if s['step'] == SEEN]
-            if any(at >= detected for at in seen):
-                continue  # listed again after it was missed: it is back
-            # A sighting from before the cycles that missed it, arriving
-            # late, moves the end to it.
-            end_entry = absent
-            end = max([absent['at']] + seen)
-            break
+    start_entry, start = _start(entries)
+    end_entry, end = _end(entries)
     if start is not None and end is not None and start > end:
         start = end  # clocks disagree; never bill a negative interval
-
-    facts = []
-    attrs = {}
+    facts, attrs = [], {}
     if start_entry is not None:
-        # Attributes at the start: the create's, else the first known.
-        source = start_entry if start_entry['attrs'] else next(
-            (e for e in entries if e['attrs'] and e['step'] != DELETE),
-            start_entry)
-        attrs = dict(source['attrs'])
-        started = Fact(billing.STARTED, start, dict(attrs), _fact_origin(
-            start_entry), _evidence(start_entry, source),
-            max(_ripe_at(start_entry, settings), _ripe_at(source, settings)),
-            started_at=start)
-        known = set(attrs)
-        for entry in entries:
-            if end is None or entry['at'] <= end:
-                known.update(entry['attrs'])
-        if not required <= known:
-            started.ripe_at = max(started.ripe_at,
-                                  start_entry['rec'] + settings.settle)
-        facts.append(started)
-        for entry in entries:
-            if entry['step'] not in (UPDATE, SEEN) or entry is source:
-                continue
-            if end is not None and entry['at'] > end:
-                break
-            changed = {}
-            for key, value in entry['attrs'].items():
-                if key not in attrs:
-                    # A meter telling an attribute not known yet adds to
-                    # what is known; it is no change.
-                    started.attributes[key] = value
-                elif attrs[key] != value:
-                    changed[key] = value
-            if changed and entry['step'] == SEEN and _told_soon_after(
-                    entry, changed, entries, settings.settle):
-                # The sample saw a change under way (cinder's resize.start
-                # already carries the new size); the notification that
-                # completes it tells when it took effect.
-                continue
-            attrs.update(entry['attrs'])
-            if not changed:
-                continue
-            if entry['at'] <= start:
-                started.attributes.update(changed)
-                continue
-            facts.append(Fact(
-                billing.CHANGED, entry['at'], dict(attrs),
-                entry['origin'], [entry['ev']],
-                _ripe_at(entry, settings), started_at=start))
+        facts, attrs = _started_and_changes(entries, start_entry, start, end,
+                                            settings, required)
     if end_entry is not None:
         facts.append(Fact(billing.ENDED, end, dict(attrs),
                           _fact_origin(end_entry), [end_entry['ev']],
                           _ripe_at(end_entry, settings), started_at=start,
                           ended_at=end))
     return facts
+
+
+def _start(entries):
+    """A create notification's start; else the earliest creation time any
+    observation carries; else the first sighting."""
+    creates = [e for e in entries if e['step'] == CREATE]
+    if creates:
+        entry = min(creates, key=lambda e: e['start'] or e['at'])
+        return entry, entry['start'] or entry['at']
+    hinted = [e for e in entries if e['start'] is not None]
+    if hinted:
+        entry = min(hinted, key=lambda e: e['start'])
+        return entry, entry['start']
+    for entry in entries:
+        if entry['step'] in (UPDATE, SEEN):
+            return entry, entry['at']
+    return None, None
+
+
+def _end(entries):
+    """A delete notification's end; else an absence no later sighting
+    contradicts."""
+    deletes = [e for e in entries if e['step'] == DELETE]
+    if deletes:
+        entry = min(deletes, key=lambda e: e['end'] or e['at'])
+        return entry, entry['end'] or entry['at']
+    seen = [e['at'] for e in entries if e['step'] == SEEN]
+    for absent in (e for e in entries if e['step'] == ABSENT):
+        if any(at >= absent.get('detected', absent['at']) for at in seen):
+            continue  # listed again after it was missed: it is back
+        # A sighting from before the cycles that missed it, arriving
+        # late, moves the end to it.
+        return absent, max([absent['at']] + seen)
+    return None, None
+
+
+def _started_and_changes(entries, start_entry, start, end, settings,
+                         required):
+    """The ``started`` fact and the ``changed`` facts after it; and the
+    attributes in force at the end."""
+    # Attributes at the start: the create's, else the first known.
+    source = start_entry if start_entry['attrs'] else next(
+        (e for e in entries if e['attrs'] and e['step'] != DELETE),
+        start_entry)
+    attrs = dict(source['attrs'])
+    started = Fact(billing.STARTED, start, dict(attrs), _fact_origin(
+        start_entry), _evidence(start_entry, source),
+        max(_ripe_at(start_entry, settings), _ripe_at(source, settings)),
+        started_at=start)
+    known = set(attrs)
+    for entry in entries:
+        if end is None or entry['at'] <= end:
+            known.update(entry['attrs'])
+    if not required <= known:
+        started.ripe_at = max(started.ripe_at,
+                              start_entry['rec'] + settings.settle)
+    facts = [started]
+    for entry in entries:
+        if entry['step'] not in (UPDATE, SEEN) or entry is source:
+            continue
+        if end is not None and entry['at'] > end:
+            break
+        changed = {}
+        for key, value in entry['attrs'].items():
+            if key not in attrs:
+                # A meter telling an attribute not known yet adds to what
+                # is known; it is no change.
+                started.attributes[key] = value
+            elif attrs[key] != value:
+                changed[key] = value
+        if changed and entry['step'] == SEEN and _told_soon_after(
+                entry, changed, entries, settings.settle):
+            # The sample saw a change under way (cinder's resize.start
+            # already carries the new size); the notification that
+            # completes it tells when it took effect.
+            continue
+        attrs.update(entry['attrs'])
+        if not changed:
+            continue
+        if entry['at'] <= start:
+            started.attributes.update(changed)
+            continue
+        facts.append(Fact(billing.CHANGED, entry['at'], dict(attrs),
+                          entry['origin'], [entry['ev']],
+                          _ripe_at(entry, settings), started_at=start))
+    return facts, attrs
 
 
 def _told_soon_after(sighting, changed, entries, window):
