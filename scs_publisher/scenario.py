@@ -28,6 +28,7 @@ recover them, within one polling interval).
 
 import dataclasses
 import datetime
+import os
 import random
 import uuid
 
@@ -393,3 +394,20 @@ class Scenario:
             'samples': samples}, 'ceilometer.polling', _dt(at))
         message['priority'] = 'SAMPLE'
         return message
+
+
+def feed_share(config_file, directory, scenario_args, share, shares):
+    """Feed every ``shares``-th batch of a scenario, from batch ``share``
+    on, through the real pipelines with ``scs://``: one of several agents.
+
+    Runs in a process of its own (tests start it with multiprocessing);
+    the scenario is rebuilt from the same arguments, so every process
+    agrees on it.
+    """
+    from scs_publisher import inprocess
+    os.makedirs(directory, exist_ok=True)
+    conf = inprocess.prepare_conf([config_file], directory, ['scs://'])
+    pipelines = inprocess.Pipelines(conf)
+    scenario = Scenario(**scenario_args).build()
+    for batch in scenario.deliveries[share::shares]:
+        pipelines.feed(batch)

@@ -19,6 +19,8 @@ in the shapes they send, including the inventory pollsters' listings.
 
 import collections
 import datetime
+import multiprocessing
+import os
 import time
 
 from scs_publisher import billing
@@ -32,9 +34,11 @@ from scs_publisher.tests.functional import test_pipelines
 SETTLE = 1.0
 # Days before the clock's now: every usage window has closed by then.
 PAST = datetime.datetime(2026, 11, 1)
+SCENARIO = dict(seed=11, resources=400, days=3, start=PAST)
 
 
-class ScenarioTest(test_pipelines.PipelineTestCase):
+class ScenarioChecks(test_pipelines.PipelineTestCase):
+    """Running a scenario and checking what was billed against it."""
 
     def run_scenario(self, sc, sink_format='ceilometer'):
         rcv = self.start_receiver()
@@ -46,6 +50,10 @@ class ScenarioTest(test_pipelines.PipelineTestCase):
         for batch in sc.deliveries:
             pipes.feed(batch)
         runtime = runtime_mod.get_runtime(conf)
+        return self.received(runtime, rcv, sink_format), runtime
+
+    def received(self, runtime, rcv, sink_format='ceilometer'):
+        """Everything the billing sink got, once settled and delivered."""
         # Facts held back for settle come due; so do usage windows.
         runtime.reconcile_store.review(time.time() + SETTLE + 1)
         runtime.dispatcher.notify()
@@ -58,19 +66,9 @@ class ScenarioTest(test_pipelines.PipelineTestCase):
         for item in rcv.items:
             self.assertTrue(stream.add(convert(item)))
         self.assertEqual(0, rcv.duplicates)
-        return stream, runtime
+        return stream
 
-    def test_billed_intervals_match_the_ground_truth(self):
-        sc = scenario_mod.Scenario(seed=11, resources=400, days=3,
-                                   start=PAST).build()
-        lost = collections.Counter(
-            fact if isinstance(fact, str) else fact[0]
-            for _rid, fact in sc.lost)
-        # Lost creates, resizes and deletes: reconciliation has work.
-        self.assertGreater(min(lost['start'], lost['change'], lost['end']),
-                           2, lost)
-        stream, runtime = self.run_scenario(sc)
-        self.assertEqual(0, runtime.ledger.quarantined())
+    def check_truth(self, sc, stream):
         intervals = stream.intervals()
         poll = sc.poll_interval
         checked = collections.Counter()
@@ -158,8 +156,69 @@ class ScenarioTest(test_pipelines.PipelineTestCase):
                 self.assertEqual(1, fields['sample_count'])
             self.assertEqual(len(polled), found)
 
+
+class ScenarioTest(ScenarioChecks):
+
+    def test_billed_intervals_match_the_ground_truth(self):
+        sc = scenario_mod.Scenario(**SCENARIO).build()
+        lost = collections.Counter(
+            fact if isinstance(fact, str) else fact[0]
+            for _rid, fact in sc.lost)
+        # Lost creates, resizes and deletes: reconciliation has work.
+        self.assertGreater(min(lost['start'], lost['change'], lost['end']),
+                           2, lost)
+        stream, runtime = self.run_scenario(sc)
+        self.assertEqual(0, runtime.ledger.quarantined())
+        self.check_truth(sc, stream)
+
     def test_cloudevents_format_carries_the_same_facts(self):
         sc = scenario_mod.Scenario(seed=12, resources=30, days=1).build()
         stream, _runtime = self.run_scenario(sc, 'cloudevents')
         intervals = stream.intervals()
         self.assertEqual(len(sc.truth), len(intervals))
+
+
+class TwoAgentsTest(base.BackendMixin, ScenarioChecks):
+    """Two processes, each running the real pipelines with ``scs://`` on
+    the same ledger, take the scenario's notification batches in turn, at
+    the same time, as two notification agents on one RabbitMQ queue do.
+    A third process delivers. The billed intervals must still match the
+    ground truth, with no fact twice."""
+
+    backend = 'postgresql'
+    shares = 2
+
+    def test_billed_intervals_match_the_ground_truth(self):
+        ledger_url = self.ledger_url()
+        rcv = self.start_receiver()
+        sinks = ('sinks = billing\nreconcile_settle = %s\n'
+                 'connection = %s\n[sink:billing]\nurl = %s\n'
+                 'batch_size = 500\n' % (SETTLE, ledger_url, rcv.url))
+        agent_conf = self.write_conf(
+            '[DEFAULT]\nlog_file = %s\n[scs_publisher]\nstate_path = %s\n'
+            'dispatch_in_agent = False\n%s'
+            % (os.path.join(self.tmp, 'agents.log'), self.tmp, sinks),
+            'agents.conf')
+        spawn = multiprocessing.get_context('spawn')
+        agents = [spawn.Process(target=scenario_mod.feed_share, args=(
+            agent_conf, os.path.join(self.tmp, 'agent-%d' % n), SCENARIO,
+            n, self.shares)) for n in range(self.shares)]
+        for agent in agents:
+            agent.start()
+        for agent in agents:
+            agent.join(300)
+            self.assertEqual(0, agent.exitcode)
+        conf, _pipes = self.pipelines(
+            '[scs_publisher]\nstate_path = %s\n%s' % (self.tmp, sinks))
+        runtime = runtime_mod.get_runtime(conf)
+        stream = self.received(runtime, rcv)
+        self.assertEqual(0, runtime.ledger.quarantined())
+        self.check_truth(scenario_mod.Scenario(**SCENARIO).build(), stream)
+
+
+class TwoAgentsSQLiteTest(TwoAgentsTest):
+    backend = 'sqlite'
+
+
+class TwoAgentsMySQLTest(TwoAgentsTest):
+    backend = 'mysql'
