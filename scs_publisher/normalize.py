@@ -44,6 +44,10 @@ class Record:
     event_type: str
     project_id: str | None
     payload: str
+    #: The item as a dict, when it was made in this process: spares the
+    #: reconciler decoding ``payload`` again. Never stored.
+    item: dict | None = dataclasses.field(default=None, compare=False,
+                                          repr=False)
 
 
 def _digest(text):
@@ -84,7 +88,8 @@ def sample_record(sample):
     key = _digest('sample:' + stable)
     return Record(dedup_key=key, content=CONTENT_RAW, kind=KIND_SAMPLE,
                   item_id=str(item['id']), event_type=str(item['name']),
-                  project_id=item.get('project_id'), payload=payload)
+                  project_id=item.get('project_id'), payload=payload,
+                  item=item)
 
 
 def event_record(event):
@@ -108,11 +113,16 @@ def event_record(event):
     return Record(dedup_key=key, content=CONTENT_RAW, kind=KIND_EVENT,
                   item_id=str(event.message_id),
                   event_type=str(event.event_type), project_id=project_id,
-                  payload=payload)
+                  payload=payload, item=item)
+
+
+_STORED_FIELDS = ('dedup_key', 'content', 'kind', 'item_id', 'event_type',
+                  'project_id', 'payload')
 
 
 def record_to_json(record):
-    return json.dumps(dataclasses.asdict(record))
+    return json.dumps({name: getattr(record, name)
+                       for name in _STORED_FIELDS})
 
 
 def record_from_json(text):

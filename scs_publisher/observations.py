@@ -93,10 +93,12 @@ class Observer:
 
     def observe(self, record):
         """Reconciler inputs for ``record``; raises ``MalformedItem``."""
-        try:
-            item = json.loads(record.payload)
-        except ValueError as exc:
-            raise normalize.MalformedItem('not JSON: %s' % exc)
+        item = record.item
+        if item is None:
+            try:
+                item = json.loads(record.payload)
+            except ValueError as exc:
+                raise normalize.MalformedItem('not JSON: %s' % exc)
         if record.kind == normalize.KIND_EVENT:
             return self._event(item)
         return self._sample(item)

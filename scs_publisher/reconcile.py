@@ -318,13 +318,14 @@ class Reconciler:
             return []
         before = self.derive(state) if obs.step == SEEN else None
         state.timeline.append(entry)
-        if obs.step == SEEN and _same_facts(before, self.derive(state)):
+        after = self.derive(state)
+        if obs.step == SEEN and _same_facts(before, after):
             # Nothing new: the sighting is remembered as last_seen only,
             # so a resource polled every few minutes keeps a short
             # timeline.
             state.timeline.pop()
             return []
-        return self.settle(state, now)
+        return self.settle(state, now, after)
 
     def is_routine_sighting(self, state, obs):
         """True if ``obs`` only confirms what ``state`` knows: an active
@@ -371,11 +372,15 @@ class Reconciler:
 
     # -- comparing derived and emitted facts ---------------------------
 
-    def settle(self, state, now):
+    def settle(self, state, now, facts=None):
         """Emit what the timeline proves and was not emitted, correct what
         was emitted and is proved otherwise now. Facts inferred from
-        polling are held until ripe (see :attr:`Settings.settle`)."""
-        facts = self.derive(state)
+        polling are held until ripe (see :attr:`Settings.settle`).
+
+        :param facts: ``derive(state)``, if the caller has it already.
+        """
+        if facts is None:
+            facts = self.derive(state)
         self._summarize(state, facts)
         ripe = {}
         waiting_types = set()

@@ -206,16 +206,18 @@ class ReconcileStore:
                 # The common case, every polling cycle for every resource:
                 # only last_seen moves.
                 self.reconciler.record_sighting(light, obs.at)
-                sql = self.sql.update_sighting
-                cursor.execute(sql.sql, sql.params({
-                    'last_seen': light.last_seen, 'misses': light.misses,
-                    'missed_since': light.missed_since, 'updated_at': now,
-                    'k_type': obs.resource_type, 'k_id': obs.resource_id}))
+                self._save_sighting(cursor, light, now)
                 events = []
             else:
                 state = _full_state(row)
+                kept = (len(state.timeline), state.review_at,
+                        state.project_id, state.user_id)
                 events = self.reconciler.observe(state, obs, now)
-                self._save(cursor, state, False, now)
+                if events or kept != (len(state.timeline), state.review_at,
+                                      state.project_id, state.user_id):
+                    self._save(cursor, state, False, now)
+                else:
+                    self._save_sighting(cursor, state, now)
         else:
             state = reconcile.ResourceState(obs.resource_type,
                                             obs.resource_id)
@@ -224,6 +226,14 @@ class ReconcileStore:
         if sighting.cycle_id:
             events += self._count_in_cycle(cursor, sighting, now)
         return events
+
+    def _save_sighting(self, cursor, state, now):
+        """Write only what a sighting that told nothing new changes."""
+        sql = self.sql.update_sighting
+        cursor.execute(sql.sql, sql.params({
+            'last_seen': state.last_seen, 'misses': state.misses,
+            'missed_since': state.missed_since, 'updated_at': now,
+            'k_type': state.resource_type, 'k_id': state.resource_id}))
 
     def _row(self, cursor, resource_type, resource_id):
         sql = self.sql.select_state
