@@ -430,6 +430,17 @@ class Ledger:
             self._held.invalidate()
             self._held = None
 
+    @contextlib.contextmanager
+    def begin_writer(self):
+        """A transaction that first takes the lock every intake
+        transaction takes, for writers of tables the intake writes too: on
+        MariaDB, whose row locks of a scanning delete would otherwise
+        deadlock with the intake's updates."""
+        with self.begin() as conn:
+            if not self.is_sqlite:
+                conn.exec_driver_sql(self.statements.lock_outbox)
+            yield conn
+
     @property
     def dbapi_error(self):
         """The driver's base exception (errors of the raw path)."""

@@ -438,7 +438,7 @@ class ReconcileStore:
         """Forget resources ended, windows finalized and cycles begun more
         than ``retention`` seconds ago; returns how many rows."""
         before = now - retention
-        with self.ledger.begin() as conn:
+        with self.ledger.begin_writer() as conn:
             return sum(conn.execute(statement).rowcount for statement in (
                 sa.delete(_state).where(_state.c.ended_at < before)
                 .where(_state.c.review_at.is_(None)),
