@@ -208,8 +208,10 @@ def list_opts():
     Sink groups are named by the operator; ``[sink:example]`` shows what
     such a group holds for the http driver.
     """
+    from scs_publisher.pollsters import inventory
     from scs_publisher.sinks import http
     return [
         (GROUP, PUBLISHER_OPTS),
+        (inventory.GROUP, inventory.OPTS),
         (sink_group('example'), SINK_OPTS + http.HttpSink.OPTS),
     ]
