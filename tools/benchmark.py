@@ -50,6 +50,7 @@ import json
 import multiprocessing
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -142,6 +143,7 @@ def run_ingest(mode, count, url, threads=1):
     if deliverer:
         deliverer.terminate()
         deliverer.wait()
+    shutil.rmtree(directory, ignore_errors=True)
     return {'mode': mode, 'notifications': len(messages),
             'seconds': elapsed, 'rate': len(messages) / elapsed,
             'peak_rss_mib': _peak_rss_mib()}
@@ -177,6 +179,7 @@ def run_drain(backlog, url, sink_url, batch_size):
     elapsed = time.perf_counter() - started
     delivered = queue.status().delivered
     runtime.stop()
+    shutil.rmtree(directory, ignore_errors=True)
     return {'sink': sink_url.split(':')[0], 'items': delivered,
             'batch_size': batch_size, 'seconds': elapsed,
             'rate': delivered / elapsed, 'peak_rss_mib': _peak_rss_mib()}
@@ -240,6 +243,7 @@ def run_cycle(resources, missing=0.01):
         figures[cycle] = (sampled - started, done - sampled,
                           result.billing_events)
     runtime.stop()
+    shutil.rmtree(directory, ignore_errors=True)
     samples_s, absence_s, ended = figures[2]
     return {'resources': resources, 'listed': len(listed),
             'samples_seconds': samples_s, 'absence_seconds': absence_s,

@@ -61,6 +61,8 @@ class FakeCloud:
         self.failures = {}    # collection -> {page number: status}
         self.delays = {}      # collection -> {page number: seconds}
         self.hidden = set()   # resource ids left out of listings
+        self._hide_next = {}  # collection -> ids left out of the next one
+        self._hiding = {}     # collection -> ids left out of this one
         self.requests = []
         self.tokens = 0
         self._lock = threading.Lock()
@@ -90,7 +92,18 @@ class FakeCloud:
         self.server.server_close()
 
     def fail_page(self, collection, page, status=500):
-        self.failures.setdefault(collection, {})[page] = status
+        """Answer ``status`` to that page of every listing; None stops."""
+        pages = self.failures.setdefault(collection, {})
+        if status is None:
+            pages.pop(page, None)
+        else:
+            pages[page] = status
+
+    def hide_once(self, collection, *ids):
+        """Leave ``ids`` out of the next listing of ``collection`` only: a
+        partial list that looks complete."""
+        with self._lock:
+            self._hide_next[collection] = set(ids)
 
     def delay_page(self, collection, page, seconds):
         self.delays.setdefault(collection, {})[page] = seconds
@@ -246,8 +259,12 @@ class FakeCloud:
         limit = int(query.get('limit', ['1000'])[0])
         marker = query.get('marker', [None])[0]
         with self._lock:
+            if not marker:  # a listing begins
+                self._hiding[collection] = self._hide_next.pop(collection,
+                                                               set())
+            left_out = self.hidden | self._hiding.get(collection, set())
             items = [i for i in self.collections[collection]
-                     if i['id'] not in self.hidden]
+                     if i['id'] not in left_out]
         start = 0
         if marker:
             ids = [i['id'] for i in items]
