@@ -23,13 +23,16 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 
+import sqlalchemy as sa
 import yaml
 
 from scs_publisher import billing
 from scs_publisher import billing_stream
 from scs_publisher import inprocess
+from scs_publisher import ledger as ledger_mod
 from scs_publisher import receiver as receiver_mod
 from scs_publisher import scenario as scenario_mod
 from scs_publisher.tests import base
@@ -110,6 +113,11 @@ class InventoryAgentsTest(base.TestCase):
             stream.add(billing_stream.from_ceilometer(item))
         return stream
 
+    def facts_settled(self, resource_id):
+        """The resource's end reached the receiver."""
+        found = self.intervals().get(resource_id)
+        return bool(found) and found[-1].end is not None
+
     def intervals(self):
         return {rid: found for (_t, rid), found
                 in self.facts().intervals().items()}
@@ -128,6 +136,38 @@ class InventoryAgentsTest(base.TestCase):
         base.wait_until(lambda: self.listings(collection) >= target, 120,
                         interval=0.2,
                         message='%d listings of %s' % (count, collection))
+
+    def complete_cycles(self, resource_type, since):
+        """Ids of the complete cycles of a type that began listing after
+        ``since``, oldest first (as the notification agent's ledger has
+        them)."""
+        ledger = ledger_mod.Ledger('sqlite:///' + os.path.join(
+            self.tmp, 'ledger.sqlite'))
+        cycles = ledger_mod.inventory_cycles
+        try:
+            with ledger.read() as conn:
+                return list(conn.execute(
+                    sa.select(cycles.c.cycle_id)
+                    .where(cycles.c.resource_type == resource_type)
+                    .where(cycles.c.started_at > since)
+                    .where(cycles.c.applied_at.is_not(None))
+                    .order_by(cycles.c.started_at)).scalars())
+        finally:
+            ledger.dispose()
+
+    def ended_by(self, resource_id):
+        """The evidence of the resource's end: the cycle that ended it."""
+        for kind, fields in self.facts().facts():
+            if kind == billing.ENDED and fields['resource_id'] == \
+                    resource_id:
+                return fields['evidence']
+        return None
+
+    def wait_complete_cycles(self, resource_type, since, count):
+        base.wait_until(
+            lambda: len(self.complete_cycles(resource_type, since)) >= count,
+            120, interval=0.2, message='%d complete %s cycles'
+            % (count, resource_type))
 
     def test_reconciliation_from_complete_listings_only(self):
         self.start('ceilometer-agent-notification', self.notification_conf)
@@ -168,24 +208,33 @@ class InventoryAgentsTest(base.TestCase):
         self.cloud.fail_page('servers', 1)
         # A partial listing (one volume left out once) ends nothing.
         self.cloud.hide_once('volumes', hidden_volume)
-        # A volume deleted without notification ends.
+        # A volume deleted without notification ends within two complete
+        # cycles (absence_cycles) that began after it was gone.
         del self.scenario.truth[gone_volume]
+        changed_at = time.time()
         self.cloud.load(self.scenario, self.at, states)
 
-        self.wait_listings('servers/detail', 4)
-        self.wait_listings('volumes/detail', 4)
+        self.wait_complete_cycles('volume', changed_at, 2)
+        self.wait_listings('servers/detail', 3)
+        self.assertEqual([], self.complete_cycles('instance', changed_at))
+        base.wait_until(lambda: self.facts_settled(gone_volume), 30,
+                        interval=0.2, message='the volume to end')
         intervals = self.intervals()
         self.assertIsNone(intervals[gone_instance][-1].end)
         self.assertIsNone(intervals[hidden_volume][-1].end)
         self.assertIsNotNone(intervals[gone_volume][-1].end)
+        # Ended by the second complete cycle that began after it was gone
+        # (one that began a moment before may have missed it too).
+        self.assertIn(self.ended_by(gone_volume)[0], self.complete_cycles(
+            'volume', changed_at - INTERVAL)[:3])
 
         # The page recovers: the deleted instance ends within two complete
         # cycles; the stopped and shelved ones only change state.
+        recovered_at = time.time()
         self.cloud.fail_page('servers', 1, status=None)
-        base.wait_until(
-            lambda: self.intervals()[gone_instance][-1].end is not None,
-            60, interval=0.5, message='the deleted instance to end')
-        self.wait_listings('servers/detail', 2)
+        self.wait_complete_cycles('instance', recovered_at, 2)
+        base.wait_until(lambda: self.facts_settled(gone_instance), 30,
+                        interval=0.2, message='the instance to end')
         intervals = self.intervals()
         for rid, state in states.items():
             self.assertIsNone(intervals[rid][-1].end, rid)
