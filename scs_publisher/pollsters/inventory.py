@@ -280,11 +280,12 @@ class BackupPollster(InventoryPollster):
 
 
 class ImagePollster(InventoryPollster):
-    """Glance v2 ``images``: an admin sees every project's images."""
+    """Glance v2 ``images`` with ``visibility=all``: for an admin, every
+    project's images, private, shared and community ones too."""
     resource_type = 'image'
     path = 'v2/images'
     collection = 'images'
-    query = {}
+    query = {'visibility': 'all'}
 
     def service_type(self):
         return self.conf[GROUP].image_service_type

@@ -124,6 +124,11 @@ class InventoryPollsterTest(base.TestCase):
         self.assertEqual(math.ceil(count / PAGE_SIZE) or 1, len(pages))
         self.assertEqual(['True'], pages[0]['all_tenants'])
         self.assertEqual([str(PAGE_SIZE)], pages[0]['limit'])
+        list(self.poll('image'))
+        images = [q for m, p, q in self.cloud.requests
+                  if p.endswith('/v2/images')]
+        self.assertEqual({('all',)}, {tuple(q['visibility'])
+                                      for q in images})
 
     def test_instances_in_every_state_are_listed(self):
         ids = sorted(self.existing('instance'))
