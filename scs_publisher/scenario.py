@@ -90,6 +90,7 @@ class Scenario:
         #: project -> [(at, bytes)] as polled.
         self.storage = {p: [] for p in self.projects}
         self.dropped = 0
+        self.duplicated = 0
         self.deliveries = []
 
     # -- the ground truth ------------------------------------------------
@@ -298,6 +299,8 @@ class Scenario:
                 continue
             out.append((at, message))
             roll = rng.random()
+            if roll < 2 * self.duplicate_rate:
+                self.duplicated += 1
             if roll < self.duplicate_rate:
                 # RabbitMQ redelivers: the same message, a little later.
                 out.append((at + rng.uniform(1, 600), message))

@@ -424,13 +424,22 @@ def build_parser():
                    help='End of the summary period. Default: the latest '
                         'time in the events.')
 
-    p = command('demo', 'Run notifications through the real Ceilometer '
-                'pipelines and scs:// into a local receiver, with '
-                'duplicates and a sink outage.', cmd_demo, with_config=False)
-    p.add_argument('--notifications', type=int, default=400)
-    p.add_argument('--seed', type=int, default=1)
+    p = command('demo', 'Bill a simulated cloud end to end: its '
+                'notifications and polling, with drops, duplicates and a '
+                'sink outage, through the real Ceilometer pipelines and '
+                'scs:// into a local receiver; compare with the truth.',
+                cmd_demo, with_config=False)
+    p.add_argument('--resources', type=int, default=60,
+                   help='Resources in the scenario.')
+    p.add_argument('--days', type=float, default=3,
+                   help='Simulated days.')
+    p.add_argument('--seed', type=int, default=1,
+                   help='Seed of the scenario: the same seed, the same '
+                        'cloud and the same trouble.')
     p.add_argument('--outage', type=int, default=3, metavar='REQUESTS',
                    help='How many deliveries the receiver fails (503).')
+    p.add_argument('--report', default='scs-publisher-demo.html',
+                   metavar='PATH', help='Where to write the HTML report.')
     return parser
 
 

@@ -11,6 +11,8 @@
 #    under the License.
 """``scs-publisher demo``, the README's main job, run as a user runs it."""
 
+import os
+import re
 import subprocess
 import sys
 
@@ -19,15 +21,29 @@ from scs_publisher.tests import base
 
 class DemoTest(base.TestCase):
 
-    def test_demo_delivers_everything_once_through_an_outage(self):
+    def test_demo_bills_a_small_cloud_through_an_outage(self):
+        report = os.path.join(self.tmp, 'report.html')
         done = subprocess.run(
             [sys.executable, '-m', 'scs_publisher.cmd.main', 'demo',
-             '--notifications', '120', '--seed', '3', '--outage', '2'],
+             '--resources', '40', '--days', '2', '--seed', '3',
+             '--outage', '2', '--report', report],
             capture_output=True, text=True, timeout=300)
         text = done.stdout
         self.assertEqual(0, done.returncode, text + done.stderr)
-        self.assertIn('Deliveries the sink failed with 503:      2', text)
-        self.assertIn('Duplicates the receiver had to drop:      0', text)
-        self.assertIn('(120 events,', text)
-        self.assertIn('Every event and sample arrived once, signed.', text)
+        self.assertIn('2 deliveries failed with 503 and were retried; '
+                      'duplicates the receiver dropped: 0', text)
+        self.assertIn('Every billing event arrived once, signed.', text)
         self.assertNotIn('Eventlet is deprecated', done.stderr)
+        # Billed beside true, per project and resource type: what only
+        # reconciliation could recover is off by at most a polling
+        # interval, a few percent at most here.
+        rows = re.findall(r'^  \w{8}\s+(\S+)\s+([\d.]+) \w\s+([\d.]+) \w\s+'
+                          r'([+-][\d.]+)%$', text, re.MULTILINE)
+        self.assertGreater(len(rows), 10)
+        self.assertTrue(all(abs(float(diff)) < 5 for *_x, diff in rows),
+                        rows)
+        self.assertIn('recovered by reconciliation', text)
+        with open(report, encoding='utf-8') as f:
+            page = f.read()
+        self.assertEqual(40, page.count('<div class="row">'))
+        self.assertIn('class="bar billed', page)
