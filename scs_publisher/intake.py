@@ -26,6 +26,7 @@ import time
 from oslo_log import log
 
 from scs_publisher import ledger as ledger_mod
+from scs_publisher import metrics
 from scs_publisher import normalize
 
 LOG = log.getLogger(__name__)
@@ -63,8 +64,10 @@ class Intake:
     still returns only after its own records are committed.
     """
 
-    def __init__(self, ledger, reconcile_store=None):
+    def __init__(self, ledger, reconcile_store=None, counters=None):
         self.ledger = ledger
+        #: :class:`~scs_publisher.metrics.Counters` (duplicates), or None.
+        self.counters = counters
         #: :class:`~scs_publisher.reconcile_store.ReconcileStore`, or None
         #: when billing events are not derived (no usable definitions).
         self.reconcile_store = reconcile_store
@@ -129,10 +132,17 @@ class Intake:
                                 'excerpt': excerpt, 'quarantined_at': now})
                             for kind, reason, excerpt in quarantined])
         except Exception as exc:
+            if store is not None:
+                store.rolled_back()
             for request in group:
                 request.error = exc
                 request.done = True
             return
+        if store is not None:
+            store.committed()
+        if self.counters is not None:
+            self.counters.add(metrics.DUPLICATES, sum(
+                len(r.records) for r in group) - sum(fresh))
         for request, accepted, events in zip(group, fresh, billing):
             request.result = IntakeResult(
                 accepted, len(request.records) - accepted, events)

@@ -34,6 +34,8 @@ Tables:
 ``resource_state`` / ``usage_windows`` / ``inventory_cycles``
     The reconciler's state: per billable resource, per usage window, per
     inventory cycle.
+``ledger_counters``
+    Metrics counters (see :mod:`scs_publisher.metrics`).
 
 The schema is versioned in ``ledger_meta`` and created or upgraded on first
 use by whichever process gets there first (see :data:`MIGRATIONS`).
@@ -101,6 +103,10 @@ sink_state = sa.Table(
     sa.Column('inflight_source', sa.String(16)),
     sa.Column('inflight_last', BigId),
     sa.Column('attempts', sa.Integer, nullable=False, default=0),
+    # Failed attempts ever (a metric); ``attempts`` counts the current
+    # batch's.
+    sa.Column('failures', BigId, nullable=False, default=0,
+              server_default='0'),
     sa.Column('next_attempt_at', sa.Double),
     sa.Column('last_error', sa.Text),
 )
@@ -190,6 +196,13 @@ inventory_cycles = sa.Table(
     sa.Column('created_at', sa.Double, nullable=False),
 )
 
+# Metrics counters that housekeeping adds to (see metrics.py).
+ledger_counters = sa.Table(
+    'ledger_counters', metadata,
+    sa.Column('name', sa.String(255), primary_key=True),
+    sa.Column('value', BigId, nullable=False),
+)
+
 # SQLite pages in the WAL before a checkpoint (40 MiB at 4 KiB pages).
 WAL_CHECKPOINT_PAGES = 10000
 
@@ -220,8 +233,17 @@ def _create_v2(conn):
     metadata.create_all(conn, tables=_V2_TABLES)
 
 
+def _create_v3(conn):
+    """Metrics: counters, and failed attempts per sink."""
+    metadata.create_all(conn, tables=[ledger_counters])
+    columns = {c['name'] for c in sa.inspect(conn).get_columns('sink_state')}
+    if 'failures' not in columns:  # created by an older version 1
+        conn.exec_driver_sql('ALTER TABLE sink_state ADD COLUMN failures '
+                             'BIGINT NOT NULL DEFAULT 0')
+
+
 # Each step brings the schema from version N to N + 1, in one transaction.
-MIGRATIONS = [_create_v1, _create_v2]
+MIGRATIONS = [_create_v1, _create_v2, _create_v3]
 
 
 class LedgerUnavailable(Exception):

@@ -123,6 +123,18 @@ PUBLISHER_OPTS = [
                help='How long a dispatcher owns a sink before another '
                     'process may take it over. Renewed while it works; '
                     'raised automatically to twice a sink\'s timeout.'),
+    cfg.PortOpt('metrics_port',
+                default=0,
+                help='Serve Prometheus metrics on this port at /metrics '
+                     'from the process that runs the dispatcher (the agent, '
+                     'or "scs-publisher deliver"). 0: not served; '
+                     '"scs-publisher status --format prometheus" prints '
+                     'them anyway.'),
+    cfg.HostAddressOpt('metrics_host',
+                       default='127.0.0.1',
+                       help='Address to serve metrics on. Use 0.0.0.0 to '
+                            'let a Prometheus server on another host '
+                            'scrape it.'),
     cfg.StrOpt('sqlite_synchronous',
                default='normal',
                choices=[('normal', 'A commit survives a crash or SIGKILL '

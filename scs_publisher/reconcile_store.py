@@ -25,12 +25,14 @@ for ``settle``, usage windows due, and expiry.
 """
 
 import json
+import threading
 
 from oslo_log import log
 import sqlalchemy as sa
 
 from scs_publisher import billing
 from scs_publisher import ledger as ledger_mod
+from scs_publisher import metrics
 from scs_publisher import normalize
 from scs_publisher import observations
 from scs_publisher import reconcile
@@ -153,9 +155,12 @@ class ReconcileStore:
     :param settings: :class:`reconcile.Settings`.
     """
 
-    def __init__(self, ledger, definitions, settings):
+    def __init__(self, ledger, definitions, settings, counters=None):
         self.ledger = ledger
         self.settings = settings
+        #: :class:`metrics.Counters` for billing events by origin, or None.
+        self.counters = counters
+        self._local = threading.local()
         self.observer = observations.Observer(definitions)
         self.reconciler = reconcile.Reconciler(settings, {
             rtype.name: rtype.all_attributes
@@ -396,8 +401,26 @@ class ReconcileStore:
 
     # -- output --------------------------------------------------------
 
+    def _emitted(self):
+        """This thread's billing events of its open transaction."""
+        if getattr(self._local, 'events', None) is None:
+            self._local.events = []
+        return self._local.events
+
+    def committed(self):
+        """The caller's transaction committed: count its events."""
+        events, self._local.events = self._emitted(), []
+        if self.counters is not None:
+            for origin, event_type in events:
+                self.counters.add(metrics.series(
+                    metrics.BILLING_EVENTS, origin=origin, type=event_type))
+
+    def rolled_back(self):
+        self._local.events = []
+
     def _emit(self, cursor, events, now):
         insert = self.ledger.statements.insert_outbox
+        self._emitted().extend((e.origin, e.event_type) for e in events)
         for event in events:
             cursor.execute(insert.sql, insert.params({
                 'dedup_key': event.id, 'content': normalize.CONTENT_BILLING,
@@ -414,24 +437,32 @@ class ReconcileStore:
         windows that are due; returns how many billing events."""
         total = 0
         while True:
-            with self.ledger.raw_transaction() as cursor:
-                sql = self.sql
-                cursor.execute(sql.due_reviews.sql, sql.due_reviews.params(
-                    {'k_now': now}))
-                keys = cursor.fetchmany(chunk)
-                emitted = 0
-                for resource_type, resource_id in keys:
-                    state, _new = self._load(cursor, resource_type,
-                                             resource_id)
-                    events = self.reconciler.settle(state, now)
-                    self._save(cursor, state, False, now)
-                    emitted += self._emit(cursor, events, now)
-                events = self._finalize_due(cursor, sql.due_windows, {
-                    'k_now': now}, now, limit=chunk)
-                emitted += self._emit(cursor, events, now)
+            try:
+                emitted, keys, events = self._review_chunk(now, chunk)
+            except Exception:
+                self.rolled_back()
+                raise
+            self.committed()
             total += emitted
             if len(keys) < chunk and len(events) < chunk:
                 return total
+
+    def _review_chunk(self, now, chunk):
+        with self.ledger.raw_transaction() as cursor:
+            sql = self.sql
+            cursor.execute(sql.due_reviews.sql, sql.due_reviews.params(
+                {'k_now': now}))
+            keys = cursor.fetchmany(chunk)
+            emitted = 0
+            for resource_type, resource_id in keys:
+                state, _new = self._load(cursor, resource_type, resource_id)
+                events = self.reconciler.settle(state, now)
+                self._save(cursor, state, False, now)
+                emitted += self._emit(cursor, events, now)
+            events = self._finalize_due(cursor, sql.due_windows, {
+                'k_now': now}, now, limit=chunk)
+            emitted += self._emit(cursor, events, now)
+        return emitted, keys, events
 
     @ledger_mod.translate_errors
     def prune(self, now, retention):

@@ -28,6 +28,7 @@ from scs_publisher import dispatch
 from scs_publisher import intake as intake_mod
 from scs_publisher import journal as journal_mod
 from scs_publisher import ledger as ledger_mod
+from scs_publisher import metrics
 from scs_publisher import normalize
 from scs_publisher import opts
 from scs_publisher import reconcile_store
@@ -52,6 +53,8 @@ class Runtime:
             LOG.error('scs_publisher: sink not started: %s. Its items stay '
                       'in the ledger until the configuration is fixed.',
                       error)
+        self.counters = metrics.Counters()
+        self.metrics_server = None
         self.reconcile_store = None
         # Reconciling costs about 0.1 ms per item it concerns; only pay it
         # when a sink may want billing events (one that failed to load
@@ -60,7 +63,8 @@ class Runtime:
                 sink.content == normalize.CONTENT_BILLING
                 for sink in self.sinks):
             self.reconcile_store = self._reconcile_store(conf)
-        self.intake = intake_mod.Intake(self.ledger, self.reconcile_store)
+        self.intake = intake_mod.Intake(self.ledger, self.reconcile_store,
+                                        self.counters)
         self.journal = journal_mod.Journal(group.state_path)
         self._journal_dirty = None  # unknown until first looked at
         self.dispatcher = None
@@ -81,7 +85,8 @@ class Runtime:
                       'still accepted, raw sinks still served.', error)
             return None
         return reconcile_store.ReconcileStore(
-            self.ledger, definitions, opts.reconcile_settings(conf))
+            self.ledger, definitions, opts.reconcile_settings(conf),
+            self.counters)
 
     def start_dispatcher(self):
         group = self.conf[opts.GROUP]
@@ -92,11 +97,33 @@ class Runtime:
             linger=group.batch_linger,
             housekeeping=self.housekeeping)
         self.dispatcher.start()
+        if group.metrics_port:
+            self.start_metrics(group.metrics_host, group.metrics_port)
         return self.dispatcher
 
+    def start_metrics(self, host, port):
+        """Serve /metrics; with several agent worker processes the first
+        gets the port (they all show the same ledger)."""
+        try:
+            self.metrics_server = metrics.MetricsServer(
+                host, port, self.metrics_text).start()
+        except OSError as exc:
+            LOG.info('Metrics not served by this process on %s:%d (%s)',
+                     host, port, exc)
+        return self.metrics_server
+
+    def metrics_text(self):
+        return metrics.render(metrics.collect(self.ledger, self.sinks))
+
     def stop(self):
+        if self.metrics_server:
+            self.metrics_server.stop()
         if self.dispatcher:
             self.dispatcher.stop()
+        try:
+            self.counters.flush(self.ledger)
+        except ledger_mod.LedgerUnavailable:
+            pass  # a minute of counts at most; metrics only
         self.ledger.dispose()
 
     def accept(self, records, quarantined=()):
@@ -137,6 +164,7 @@ class Runtime:
         self.replay_journal()
         group = self.conf[opts.GROUP]
         now = time.time()
+        self.counters.flush(self.ledger)
         if self.reconcile_store is not None:
             if self.reconcile_store.review(now) and self.dispatcher:
                 self.dispatcher.notify()

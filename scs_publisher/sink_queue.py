@@ -150,6 +150,7 @@ class SinkStatus:
     next_attempt_at: float | None
     last_error: str | None
     dead_letters: int
+    failures: int
     lease_owner: str | None
     lease_until: float | None
 
@@ -199,7 +200,8 @@ class SinkQueue:
         if not exists:
             # A new sink starts with everything the ledger still holds.
             conn.execute(sa.insert(_state).values(
-                sink=self.sink, cursor=0, delivered=0, attempts=0))
+                sink=self.sink, cursor=0, delivered=0, attempts=0,
+                failures=0))
         self._row_exists = True
 
     # -- the batch at the head ---------------------------------------------
@@ -294,6 +296,7 @@ class SinkQueue:
                 sa.update(_state).where(_state.c.sink == self.sink)
                 .where(_state.c.lease_owner == owner)
                 .values(attempts=_state.c.attempts + 1,
+                        failures=_state.c.failures + 1,
                         next_attempt_at=next_attempt_at,
                         last_error=error[:2000])).rowcount
         if moved != 1:
@@ -417,6 +420,7 @@ class SinkQueue:
                                 if oldest_times else None),
             delivered=state.delivered if state else 0,
             attempts=state.attempts if state else 0,
+            failures=state.failures if state else 0,
             next_attempt_at=state.next_attempt_at if state else None,
             last_error=state.last_error if state else None,
             dead_letters=dead,

@@ -32,6 +32,7 @@ from oslo_utils import timeutils
 from scs_publisher import billing
 from scs_publisher import billing_stream
 from scs_publisher import ledger as ledger_mod
+from scs_publisher import metrics
 from scs_publisher import opts
 from scs_publisher import receiver as receiver_mod
 from scs_publisher import reconcile_store
@@ -127,6 +128,9 @@ def cmd_status(args):
         status = sink_queue.SinkQueue(ledger, sink.name, sink.content)\
             .status()
         rows.append((sink, status))
+    if args.format == 'prometheus':
+        print(metrics.render(metrics.collect(ledger, sinks)), end='')
+        return EXIT_OK
     quarantined = ledger.quarantined()
     billing_state = reconcile_store.status(ledger)
     if args.format == 'json':
@@ -368,8 +372,13 @@ def build_parser():
         return sub_parser
 
     p = command('status', 'Per sink: pending items, oldest pending age, '
-                'delivered, retrying, dead letters.', cmd_status)
-    p.add_argument('--format', choices=('table', 'json'), default='table')
+                'delivered, retrying, dead letters; quarantined inputs; '
+                'billable resources.', cmd_status)
+    p.add_argument('--format', choices=('table', 'json', 'prometheus'),
+                   default='table',
+                   help='"prometheus": the metrics in Prometheus\'s text '
+                        'format, as served on [scs_publisher] '
+                        'metrics_port.')
 
     p = command('deliver', 'Deliver from the ledger to every sink, in the '
                 'foreground, until stopped (a service for '
