@@ -51,18 +51,18 @@ class _Outage:
     def __init__(self, count):
         self.left = count
         self.failed = 0
-        self.began = self.ended = None
+        #: ``(time, accepted)`` of every delivery.
+        self.deliveries = []
         self._lock = threading.Lock()
 
     def __call__(self, headers, body):
         with self._lock:
-            if self.left > 0:
+            refused = self.left > 0
+            self.deliveries.append((time.time(), not refused))
+            if refused:
                 self.left -= 1
                 self.failed += 1
-                self.began = self.began or time.time()
                 return 503, {'Retry-After': '1'}
-            if self.began and not self.ended:
-                self.ended = time.time()
         return None
 
 

@@ -30,6 +30,7 @@ h2 { margin-top: 2em; }
 .notification { background: #1e6fd9; }
 .reconciliation { background: #e8890c; }
 .polling { background: #2e9d4f; }
+.outage { background: #d93025; }
 .legend span { display: inline-block; width: 1em; height: .8em;
                margin: 0 .3em 0 1em; }
 table { border-collapse: collapse; }
@@ -58,6 +59,7 @@ def write(path, scenario, stream, outage):
              'how its start was known: notification<span '
              'class="notification"></span> reconciliation<span '
              'class="reconciliation"></span> (hover for attributes)</p>']
+    parts.append(_deliveries(outage.deliveries))
     by_project = collections.defaultdict(list)
     for truth in scenario.truth.values():
         by_project[truth.project_id].append(truth)
@@ -74,6 +76,27 @@ def write(path, scenario, stream, outage):
     with open(path, 'w', encoding='utf-8') as f:
         f.write('\n'.join(parts))
     return path
+
+
+def _deliveries(deliveries):
+    """The sink's side, in wall-clock time: every delivery, refused ones
+    (the outage) in red."""
+    if not deliveries:
+        return ''
+    first, last = deliveries[0][0], deliveries[-1][0]
+    span = max(last - first, 1e-3)
+    marks = ''.join(
+        '<div class="bar %s" style="left:%.3f%%;width:0.4%%;top:1px;'
+        'height:16px" title="%s"></div>' % (
+            'notification' if accepted else 'outage',
+            (at - first) / span * 99, 'accepted' if accepted else
+            'refused (503), retried') for at, accepted in deliveries)
+    return ('<h2>Deliveries to the sink</h2><p>%d deliveries in %.1f s of '
+            'the run, %d refused during the outage (red) and retried.</p>'
+            '<div class="row"><div class="label">billing sink</div>'
+            '<div class="track">%s</div></div>'
+            % (len(deliveries), span, sum(1 for _t, ok in deliveries
+                                          if not ok), marks))
 
 
 def _start_origins(stream):

@@ -45,5 +45,8 @@ class DemoTest(base.TestCase):
         self.assertIn('recovered by reconciliation', text)
         with open(report, encoding='utf-8') as f:
             page = f.read()
-        self.assertEqual(40, page.count('<div class="row">'))
+        # A row per resource, and one for the sink's deliveries with the
+        # two refused during the outage.
+        self.assertEqual(41, page.count('<div class="row">'))
         self.assertIn('class="bar billed', page)
+        self.assertEqual(2, page.count('class="bar outage"'))
