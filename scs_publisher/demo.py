@@ -67,9 +67,11 @@ class _Outage:
 
 
 def _progress(out, text, final=False):
+    """One line rewritten in place on a terminal; elsewhere a line now
+    and then."""
     if out.isatty():
         out.write('\r' + text.ljust(78) + ('\n' if final else ''))
-    elif final:
+    else:
         out.write(text + '\n')
     out.flush()
 
@@ -120,9 +122,10 @@ def run(args, out=sys.stdout):
                   notifications, scenario.dropped, scenario.duplicated),
               file=out)
         started = time.monotonic()
+        every = 10 if out.isatty() else max(1, len(scenario.deliveries) // 4)
         for number, batch in enumerate(scenario.deliveries, 1):
             pipelines.feed(batch)
-            if number % 10 == 0 or number == len(scenario.deliveries):
+            if number % every == 0 or number == len(scenario.deliveries):
                 _progress(out, '  %d/%d batches; billing events delivered: '
                           '%d, waiting in the ledger: %d' % (
                               number, len(scenario.deliveries),

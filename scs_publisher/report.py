@@ -31,6 +31,7 @@ h2 { margin-top: 2em; }
 .reconciliation { background: #e8890c; }
 .polling { background: #2e9d4f; }
 .outage { background: #d93025; }
+.tick { top: 0; width: 3px; height: 18px; opacity: .8; }
 .legend span { display: inline-block; width: 1em; height: .8em;
                margin: 0 .3em 0 1em; }
 table { border-collapse: collapse; }
@@ -44,6 +45,10 @@ def write(path, scenario, stream, outage):
     begin, until = scenario.begin, scenario.horizon
     intervals = stream.intervals()
     origin_of = _start_origins(stream)
+    facts = collections.defaultdict(list)
+    for kind, fields in stream.facts():
+        if kind in (billing.STARTED, billing.CHANGED, billing.ENDED):
+            facts[fields['resource_id']].append((kind, fields))
     parts = ['<!DOCTYPE html><html><head><meta charset="utf-8">',
              '<title>scs_publisher demo</title><style>%s</style></head>'
              % _STYLE, '<body><h1>scs_publisher demo</h1>',
@@ -55,10 +60,12 @@ def write(path, scenario, stream, outage):
                  billing.isotime(until), scenario.dropped,
                  scenario.duplicated, outage.failed),
              '<p class="legend">Upper bar: what really existed'
-             '<span class="truth"></span> Lower bar: what was billed, by '
-             'how its start was known: notification<span '
-             'class="notification"></span> reconciliation<span '
-             'class="reconciliation"></span> (hover for attributes)</p>']
+             '<span class="truth"></span> Lower bar: what was billed, '
+             'coloured by how its start was known; ticks: each fact '
+             '(start, change, end) by how it was known: notification<span '
+             'class="notification"></span> polling<span class="polling">'
+             '</span> reconciliation<span class="reconciliation"></span>. '
+             'Hover for times and attributes.</p>']
     parts.append(_deliveries(outage.deliveries))
     by_project = collections.defaultdict(list)
     for truth in scenario.truth.values():
@@ -69,8 +76,8 @@ def write(path, scenario, stream, outage):
                             key=lambda t: (t.resource_type, t.start)):
             key = (truth.resource_type, truth.resource_id)
             parts.append(_row(truth, intervals.get(key, []),
-                              origin_of.get(truth.resource_id), begin,
-                              until))
+                              origin_of.get(truth.resource_id),
+                              facts[truth.resource_id], begin, until))
     parts.append('</body></html>')
     path = os.path.abspath(path)
     with open(path, 'w', encoding='utf-8') as f:
@@ -116,7 +123,15 @@ def _bar(css, start, end, begin, until, title):
             'title="%s"></div>' % (css, left, width, html.escape(title)))
 
 
-def _row(truth, billed, origin, begin, until):
+def _tick(kind, fields, begin, until):
+    at = fields['effective_at']
+    left = (min(max(at, begin), until) - begin) / (until - begin) * 100
+    return ('<div class="bar tick %s" style="left:%.3f%%" title="%s"></div>'
+            % (fields['origin'], left, html.escape('%s at %s, from %s' % (
+                kind, billing.isotime(at), fields['origin']))))
+
+
+def _row(truth, billed, origin, facts, begin, until):
     label = '%s %s' % (truth.resource_type, truth.resource_id[:8])
     bars = [_bar('truth', truth.start, truth.end, begin, until,
                  'existed %s to %s' % (billing.isotime(truth.start),
@@ -130,6 +145,7 @@ def _row(truth, billed, origin, begin, until):
                              billing.isotime(interval.end) or 'the end',
                              ', '.join('%s=%s' % item for item in sorted(
                                  interval.attributes.items())))))
+    bars += [_tick(kind, fields, begin, until) for kind, fields in facts]
     return ('<div class="row"><div class="label">%s</div>'
             '<div class="track">%s</div></div>'
             % (html.escape(label), ''.join(bars)))

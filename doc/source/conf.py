@@ -13,7 +13,14 @@
 extensions = [
     'openstackdocstheme',
     'oslo_config.sphinxext',
+    'oslo_config.sphinxconfiggen',
 ]
+
+# The sample file, generated from the options at every build.
+config_generator_config_file = (
+    '../../etc/scs_publisher/scs-publisher-config-generator.conf')
+sample_config_basename = '_static/scs_publisher'
+
 
 openstackdocs_repo_name = 'scs/scs_publisher'
 openstackdocs_use_storyboard = False

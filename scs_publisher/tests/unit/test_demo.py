@@ -50,3 +50,6 @@ class DemoTest(base.TestCase):
         self.assertEqual(41, page.count('<div class="row">'))
         self.assertIn('class="bar billed', page)
         self.assertEqual(2, page.count('class="bar outage"'))
+        # Every fact a tick, by how it was known.
+        self.assertIn('class="bar tick notification"', page)
+        self.assertIn('class="bar tick reconciliation"', page)
