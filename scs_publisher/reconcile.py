@@ -329,9 +329,10 @@ class Reconciler:
 
     def is_routine_sighting(self, state, obs):
         """True if ``obs`` only confirms what ``state`` knows: an active
-        resource seen with its current attributes, after everything in its
-        timeline. The caller may then record the sighting with
-        :meth:`record_sighting` instead of loading the whole state."""
+        resource with nothing held back, seen again with its current
+        attributes, no earlier than it was last seen. The caller may then
+        record the sighting with :meth:`record_sighting` instead of loading
+        the whole state."""
         return (obs.step == SEEN and state.active
                 and state.review_at is None
                 and (state.last_seen is None or obs.at >= state.last_seen)

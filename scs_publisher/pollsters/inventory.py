@@ -240,40 +240,35 @@ class VolumePollster(InventoryPollster):
         return item.get('os-vol-tenant-attr:tenant_id')
 
 
-class SnapshotPollster(InventoryPollster):
+class _VolumeCopyPollster(InventoryPollster):
+    """Snapshots and backups: a size and the volume they copy."""
+
+    def service_type(self):
+        return self.conf.service_types.cinder
+
+    def attributes(self, item):
+        return {'size': item.get('size'), 'volume_id': item.get('volume_id')}
+
+    def volume(self, item):
+        return item.get('size') or 0
+
+
+class SnapshotPollster(_VolumeCopyPollster):
     """Cinder ``snapshots/detail``."""
     resource_type = 'volume_snapshot'
     path = 'snapshots/detail'
     collection = 'snapshots'
 
-    def service_type(self):
-        return self.conf.service_types.cinder
-
-    def attributes(self, item):
-        return {'size': item.get('size'), 'volume_id': item.get('volume_id')}
-
-    def volume(self, item):
-        return item.get('size') or 0
-
     def project_of(self, item):
         return item.get('os-extended-snapshot-attributes:project_id')
 
 
-class BackupPollster(InventoryPollster):
+class BackupPollster(_VolumeCopyPollster):
     """Cinder ``backups/detail`` (3.18 adds the project, 3.56 the user)."""
     resource_type = 'volume_backup'
     path = 'backups/detail'
     collection = 'backups'
     headers = {'OpenStack-API-Version': 'volume 3.56'}
-
-    def service_type(self):
-        return self.conf.service_types.cinder
-
-    def attributes(self, item):
-        return {'size': item.get('size'), 'volume_id': item.get('volume_id')}
-
-    def volume(self, item):
-        return item.get('size') or 0
 
     def project_of(self, item):
         return item.get('os-backup-project-attr:project_id')
