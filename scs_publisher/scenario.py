@@ -132,7 +132,6 @@ class Scenario:
             end = round(rng.uniform(start + 2 * self.poll_interval, last))
         attrs = self._attributes(rtype)
         segments = [(start, attrs)]
-        change = None
         if rtype in ('instance', 'volume') and rng.random() < 0.4:
             until = end or last
             change = round(rng.uniform(start + self.poll_interval / 2,
