@@ -196,40 +196,46 @@ class ReconcileStore:
     # -- resources -----------------------------------------------------
 
     def _observation(self, cursor, obs, now):
-        state, is_new = self._load(cursor, obs.resource_type,
-                                   obs.resource_id)
-        events = self.reconciler.observe(state, obs, now)
-        self._save(cursor, state, is_new, now)
-        return events
+        row = self._row(cursor, obs.resource_type, obs.resource_id)
+        return self._observe(cursor, row, obs, now)
 
     def _sighting(self, cursor, sighting, now):
         obs = sighting.observation
         row = self._row(cursor, obs.resource_type, obs.resource_id)
-        if row is not None:
-            light = _light_state(row)
-            if self.reconciler.is_routine_sighting(light, obs):
-                # The common case, every polling cycle for every resource:
-                # only last_seen moves.
-                self.reconciler.record_sighting(light, obs.at)
-                self._save_sighting(cursor, light, now)
-                events = []
-            else:
-                state = _full_state(row)
-                kept = (len(state.timeline), state.review_at,
-                        state.project_id, state.user_id)
-                events = self.reconciler.observe(state, obs, now)
-                if events or kept != (len(state.timeline), state.review_at,
-                                      state.project_id, state.user_id):
-                    self._save(cursor, state, False, now)
-                else:
-                    self._save_sighting(cursor, state, now)
+        light = _light_state(row) if row is not None else None
+        if light is not None and self.reconciler.is_routine_sighting(
+                light, obs):
+            # The common case, every polling cycle for every resource:
+            # only last_seen moves.
+            self.reconciler.record_sighting(light, obs.at)
+            self._save_sighting(cursor, light, now)
+            events = []
         else:
+            events = self._observe(cursor, row, obs, now)
+        if sighting.cycle_id:
+            events += self._count_in_cycle(cursor, sighting, now)
+        return events
+
+    def _observe(self, cursor, row, obs, now):
+        """Apply ``obs`` to the state in ``row`` (None: a new resource)
+        and write back what changed."""
+        if row is None:
             state = reconcile.ResourceState(obs.resource_type,
                                             obs.resource_id)
             events = self.reconciler.observe(state, obs, now)
             self._save(cursor, state, True, now)
-        if sighting.cycle_id:
-            events += self._count_in_cycle(cursor, sighting, now)
+            return events
+        state = _full_state(row)
+        kept = (len(state.timeline), state.review_at, state.project_id,
+                state.user_id)
+        events = self.reconciler.observe(state, obs, now)
+        if events or kept != (len(state.timeline), state.review_at,
+                              state.project_id, state.user_id):
+            self._save(cursor, state, False, now)
+        else:
+            # Nothing new (a sighting that told nothing, an observation
+            # already in the timeline): only what a sighting moves.
+            self._save_sighting(cursor, state, now)
         return events
 
     def _save_sighting(self, cursor, state, now):

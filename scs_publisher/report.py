@@ -44,7 +44,6 @@ def write(path, scenario, stream, outage):
     """Write the report to ``path``; returns its absolute path."""
     begin, until = scenario.begin, scenario.horizon
     intervals = stream.intervals()
-    origin_of = _start_origins(stream)
     facts = collections.defaultdict(list)
     for kind, fields in stream.facts():
         if kind in (billing.STARTED, billing.CHANGED, billing.ENDED):
@@ -76,7 +75,6 @@ def write(path, scenario, stream, outage):
                             key=lambda t: (t.resource_type, t.start)):
             key = (truth.resource_type, truth.resource_id)
             parts.append(_row(truth, intervals.get(key, []),
-                              origin_of.get(truth.resource_id),
                               facts[truth.resource_id], begin, until))
     parts.append('</body></html>')
     path = os.path.abspath(path)
@@ -106,14 +104,6 @@ def _deliveries(deliveries):
                                           if not ok), marks))
 
 
-def _start_origins(stream):
-    origins = {}
-    for kind, fields in stream.facts():
-        if kind == billing.STARTED:
-            origins[fields['resource_id']] = fields['origin']
-    return origins
-
-
 def _bar(css, start, end, begin, until, title):
     start = max(start if start is not None else begin, begin)
     end = min(end if end is not None else until, until)
@@ -131,7 +121,10 @@ def _tick(kind, fields, begin, until):
                 kind, billing.isotime(at), fields['origin']))))
 
 
-def _row(truth, billed, origin, facts, begin, until):
+def _row(truth, billed, facts, begin, until):
+    # Billed bars are coloured by how the start was known.
+    origin = next((fields['origin'] for kind, fields in facts
+                   if kind == billing.STARTED), None)
     label = '%s %s' % (truth.resource_type, truth.resource_id[:8])
     bars = [_bar('truth', truth.start, truth.end, begin, until,
                  'existed %s to %s' % (billing.isotime(truth.start),

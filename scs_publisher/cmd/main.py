@@ -123,14 +123,14 @@ def cmd_status(args):
     conf = load_conf(args)
     sinks = _sinks_or_fail(conf)
     ledger = _ledger(conf)
+    if args.format == 'prometheus':
+        print(metrics.render(metrics.collect(ledger, sinks)), end='')
+        return EXIT_OK
     rows = []
     for sink in sinks:
         status = sink_queue.SinkQueue(ledger, sink.name, sink.content)\
             .status()
         rows.append((sink, status))
-    if args.format == 'prometheus':
-        print(metrics.render(metrics.collect(ledger, sinks)), end='')
-        return EXIT_OK
     quarantined = ledger.quarantined()
     billing_state = reconcile_store.status(ledger)
     if args.format == 'json':
